@@ -1,0 +1,49 @@
+# vibcam: every entry point a user needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+DB ?= sqlite:///data/survey.db
+export PYTHONUNBUFFERED := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help venv venv-dev system-deps test demo demo-votes report bench clean
+
+help: ## List every target with one line each
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.runtime: requirements.txt
+	@echo ">> creating $(VENV) from requirements.txt (first run takes 2-3 minutes)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --progress-bar on -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	@echo ">> installing test dependencies from requirements-dev.txt"
+	$(PY) -m pip install --progress-bar on -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.runtime ## Create .venv with the runtime dependencies
+
+venv-dev: $(VENV)/.dev ## Create .venv with runtime and test dependencies
+
+system-deps: ## Install Debian's chromium and postgresql for the browser and PostgreSQL tests (root only)
+	@bash tests/install_system_deps.sh
+
+test: venv-dev system-deps ## Run the whole test suite (about 15 minutes on 2 cores)
+	$(PY) -m pytest
+
+demo: venv ## The main job: train, make CAM pairs, open the survey on http://localhost:8501
+	$(PY) -m demo.run
+
+demo-votes: venv ## Fill the demo study with 30 simulated raters
+	$(PY) -m survey.simulate_raters --db $(DB) --study demo --raters 30
+
+report: venv ## Write the analysis report of the demo study and print where it is
+	$(PY) -m analysis.report --db $(DB) --study demo --out reports/demo
+
+bench: venv-dev ## Run every benchmark in bench/ (prints ratios against a same-run baseline)
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: ## Remove generated data, runs, studies and reports (keeps .venv)
+	rm -rf data runs studies reports
