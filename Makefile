@@ -34,15 +34,15 @@ test: venv-dev system-deps ## Run the whole test suite (about 15 minutes on 2 co
 	$(PY) -m pytest
 
 demo: venv ## The main job: train, make CAM pairs, open the survey on http://localhost:8501
-	$(PY) -m demo.run
+	$(PY) -m scripts.demo
 
 demo-votes: venv ## Fill the demo study with 30 simulated raters
 	$(PY) -m survey.simulate_raters --db $(DB) --study demo --raters 30
 
 report: venv ## Write the analysis report of the demo study and print where it is
-	$(PY) -m analysis.report --db $(DB) --study demo --out reports/demo
+	$(PY) -m analysis.report --db $(DB) --study demo --out reports/demo --min-response-ms 0  # simulated raters answer in milliseconds
 
-bench: venv-dev ## Run every benchmark in bench/ (prints ratios against a same-run baseline)
+bench: venv-dev system-deps ## Run every benchmark in bench/ (prints ratios against a same-run baseline)
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean: ## Remove generated data, runs, studies and reports (keeps .venv)

@@ -1,0 +1,503 @@
+"""Study packages (schema ``vibcam.study/1``): a folder with ``manifest.json`` and image files.
+
+The CAM side writes packages with :func:`write_manifest` and :func:`content_name`; the survey importer
+checks them with :func:`validate_package`. One validator for both, so a package that leaves the CAM
+step is exactly what the survey accepts. Every check reports *all* problems it finds (item, field,
+reason), never only the first, so a broken package is fixed in one round trip.
+
+Torch-free on purpose (stdlib + Pillow): the rater server must install and start without PyTorch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+SCHEMA = "vibcam.study/1"
+MANIFEST_NAME = "manifest.json"
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ITEM_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+HEATMAP_SUFFIXES = (".npy",)
+IMAGE_FORMATS = {"PNG", "JPEG"}
+ITEM_KEYS = {"id", "label", "image", "maps", "mask", "heatmaps", "predictions", "attention_check", "expected"}
+EXAMPLE_KEYS = {"label", "image", "maps"}
+# Method names this short ("a", "v1") appear by chance in hex ids and file names; longer ones would
+# tell a rater which map is which, so ids and paths must not contain them.
+MIN_REVEALING_METHOD_NAME = 3
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a package: where (item id, "manifest", "example"), which field, why."""
+
+    where: str
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        scope = self.where
+        if scope not in {"manifest", "example"} and not scope.startswith("items["):
+            scope = f"item {scope}"
+        return f"{scope} / {self.field}: {self.reason}" if self.field else f"{scope}: {self.reason}"
+
+
+class PackageError(ValueError):
+    """A package that cannot be used; ``problems`` lists every reason, the message too."""
+
+    def __init__(self, problems: list[Problem], root: Path | str | None = None) -> None:
+        self.problems = list(problems)
+        head = f"study package {root}" if root is not None else "study manifest"
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} problem(s) in {head}:\n{lines}")
+
+
+class UnsafePathError(ValueError):
+    """A manifest path that is absolute, climbs out with ``..`` or leaves the package via a symlink."""
+
+
+# ----------------------------------------------------------------------------------------- paths
+def _path_syntax_problem(relative: object) -> str | None:
+    """Why ``relative`` is not a plain relative POSIX path inside the package, or None if it is."""
+    if not isinstance(relative, str):
+        return f"must be a relative path string, got {type(relative).__name__}"
+    if not relative:
+        return "empty path"
+    if "\x00" in relative:
+        return "path contains a NUL character"
+    if "\\" in relative:
+        return "use '/' as the separator (backslash found)"
+    if PurePosixPath(relative).is_absolute() or PureWindowsPath(relative).drive:
+        return f"absolute path {relative!r} not allowed; paths are relative to the package folder"
+    parts = relative.split("/")
+    if ".." in parts:
+        return f"path {relative!r} climbs out of the package with '..'"
+    if any(part in {"", "."} for part in parts):
+        return f"path {relative!r} has empty or '.' components; write it plainly like 'maps/x.png'"
+    return None
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """The absolute path of ``relative`` under ``root``; raises UnsafePathError if it would escape.
+
+    This is the one path-safety check everyone uses: syntax first (no absolute paths, no ``..``),
+    then the resolved path (symlinks followed) must still lie inside the resolved root.
+    """
+    reason = _path_syntax_problem(relative)
+    if reason is not None:
+        raise UnsafePathError(reason)
+    base = Path(root).resolve()
+    candidate = (base / relative).resolve()
+    if not candidate.is_relative_to(base):
+        raise UnsafePathError(f"path {relative!r} resolves to {candidate}, outside the package folder {base}")
+    return candidate
+
+
+def content_name(data: bytes, suffix: str) -> str:
+    """A file name from the bytes' sha256 (20 hex chars + suffix): it says nothing about the method."""
+    if not suffix.startswith("."):
+        suffix = "." + suffix
+    if not re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix):
+        raise ValueError(f"bad file suffix {suffix!r}; expected something like '.png'")
+    return hashlib.sha256(data).hexdigest()[:20] + suffix.lower()
+
+
+# ------------------------------------------------------------------------------------- structure
+class _Collector:
+    """Accumulates problems so every check runs and all of them are reported together."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, where: str, field: str, reason: str) -> None:
+        self.problems.append(Problem(where, field, reason))
+
+
+def _tokens(text: str) -> set[str]:
+    return {t for t in re.split(r"[^a-z0-9]+", text.lower()) if t}
+
+
+def _revealing_methods(text: str, methods: list[str]) -> list[str]:
+    """Method names (long enough to matter) that appear as a whole word in ``text``."""
+    words = _tokens(text)
+    return [m for m in methods if len(m) >= MIN_REVEALING_METHOD_NAME and m.lower() in words]
+
+
+def _check_path(out: _Collector, where: str, field: str, value: object, suffixes: tuple[str, ...],
+                methods: list[str]) -> None:
+    reason = _path_syntax_problem(value)
+    if reason is not None:
+        out.add(where, field, reason)
+        return
+    assert isinstance(value, str)
+    if not value.lower().endswith(suffixes):
+        out.add(where, field, f"{value!r} must end with one of {', '.join(suffixes)}")
+    revealing = _revealing_methods(value, methods)
+    if revealing:
+        out.add(where, field,
+                f"path {value!r} names method {revealing[0]!r}; use survey.package.content_name()")
+
+
+def _check_method_map(out: _Collector, where: str, field: str, value: object, methods: list[str],
+                      suffixes: tuple[str, ...], *, exact: bool) -> None:
+    """A {method: path} mapping: one entry per method (``exact``) or a subset of them."""
+    if not isinstance(value, dict):
+        out.add(where, field, f"must be an object {{method: path}}, got {type(value).__name__}")
+        return
+    for method, path in value.items():
+        if method not in methods:
+            out.add(where, f"{field}.{method}", f"unknown method {method!r}; methods are {methods}")
+            continue
+        _check_path(out, where, f"{field}.{method}", path, suffixes, methods)
+    if exact:
+        for method in methods:
+            if method not in value:
+                out.add(where, f"{field}.{method}", "missing: exactly one map per method is required")
+
+
+def _check_predictions(out: _Collector, where: str, value: object, methods: list[str]) -> None:
+    if not isinstance(value, dict):
+        out.add(where, "predictions", "must be an object {method: [{label, p}, ...]}")
+        return
+    for method, rows in value.items():
+        field = f"predictions.{method}"
+        if method not in methods:
+            out.add(where, field, f"unknown method {method!r}")
+            continue
+        if not isinstance(rows, list):
+            out.add(where, field, "must be a list of {label, p}")
+            continue
+        for k, row in enumerate(rows):
+            ok = (isinstance(row, dict) and isinstance(row.get("label"), str)
+                  and isinstance(row.get("p"), (int, float)) and not isinstance(row.get("p"), bool)
+                  and math.isfinite(row["p"]) and 0.0 <= row["p"] <= 1.0)
+            if not ok:
+                out.add(where, f"{field}[{k}]", "must be {\"label\": str, \"p\": number in [0, 1]}")
+
+
+def _nonempty_str(value: object) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def _check_top_level(out: _Collector, data: dict) -> list[str]:
+    """Checks the study-wide keys; returns the method list (empty if unusable)."""
+    m = "manifest"
+    if data.get("schema") != SCHEMA:
+        out.add(m, "schema", f"must be {SCHEMA!r}, got {data.get('schema')!r}")
+    name = data.get("name")
+    if not (isinstance(name, str) and NAME_PATTERN.fullmatch(name)):
+        out.add(m, "name", f"must match [A-Za-z0-9_-]{{1,64}}, got {name!r}")
+    created = data.get("created_at")
+    try:
+        if not isinstance(created, str):
+            raise ValueError
+        datetime.fromisoformat(created)
+    except ValueError:
+        out.add(m, "created_at", f"must be an ISO 8601 date-time string, got {created!r}")
+
+    methods: list[str] = []
+    raw_methods = data.get("methods")
+    if not isinstance(raw_methods, list) or len(raw_methods) < 2:
+        out.add(m, "methods", "must be a list of at least 2 method names")
+    else:
+        for k, method in enumerate(raw_methods):
+            if not (isinstance(method, str) and NAME_PATTERN.fullmatch(method)):
+                out.add(m, f"methods[{k}]", f"must match [A-Za-z0-9_-]{{1,64}}, got {method!r}")
+            elif method in methods:
+                out.add(m, f"methods[{k}]", f"duplicate method {method!r}")
+            else:
+                methods.append(method)
+    for role in ("proposed", "baseline"):
+        value = data.get(role)
+        if not isinstance(value, str) or value not in methods:
+            out.add(m, role, f"must be one of the methods {methods}, got {value!r}")
+    if data.get("proposed") is not None and data.get("proposed") == data.get("baseline"):
+        out.add(m, "baseline", "must differ from proposed")
+
+    question = data.get("question")
+    if not _nonempty_str(question):
+        out.add(m, "question", "must be a non-empty string")
+    elif "{label}" not in question:
+        out.add(m, "question", "must contain the placeholder {label}")
+    if not _nonempty_str(data.get("instructions")):
+        out.add(m, "instructions", "must be a non-empty Markdown string")
+    if "consent" in data and not isinstance(data["consent"], str):
+        out.add(m, "consent", "must be a Markdown string")
+    if "allow_no_preference" in data and not isinstance(data["allow_no_preference"], bool):
+        out.add(m, "allow_no_preference", "must be true or false")
+    if "repeats" in data:
+        r = data["repeats"]
+        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            out.add(m, "repeats", f"must be a non-negative integer, got {r!r}")
+    if "provenance" in data and not isinstance(data["provenance"], dict):
+        out.add(m, "provenance", "must be an object")
+
+    example = data.get("example")
+    if example is not None:
+        if not isinstance(example, dict):
+            out.add("example", "", "must be an object {label, image, maps}")
+        else:
+            for key in sorted(set(example) - EXAMPLE_KEYS):
+                out.add("example", key, "unknown key")
+            if not _nonempty_str(example.get("label")):
+                out.add("example", "label", "must be a non-empty string")
+            _check_path(out, "example", "image", example.get("image"), IMAGE_SUFFIXES, methods)
+            _check_method_map(out, "example", "maps", example.get("maps"), methods, IMAGE_SUFFIXES,
+                              exact=True)
+    return methods
+
+
+def _check_item(out: _Collector, index: int, item: object, methods: list[str], seen: set[str]) -> bool | None:
+    """Checks one item; returns whether it is an attention check (None if unreadable)."""
+    if not isinstance(item, dict):
+        out.add(f"items[{index}]", "", "must be an object")
+        return None
+    raw_id = item.get("id")
+    if isinstance(raw_id, str) and ITEM_ID_PATTERN.fullmatch(raw_id):
+        where = raw_id
+        if raw_id in seen:
+            out.add(where, "id", f"duplicate item id (items[{index}])")
+        seen.add(raw_id)
+        revealing = _revealing_methods(raw_id, methods)
+        if revealing:
+            out.add(where, "id", f"names method {revealing[0]!r}; ids must say nothing about any method")
+    else:
+        where = f"items[{index}]"
+        out.add(where, "id", f"must match [A-Za-z0-9_.-]{{1,128}}, got {raw_id!r}")
+    for key in sorted(set(item) - ITEM_KEYS):
+        out.add(where, key, "unknown key (items are strict)")
+    if not _nonempty_str(item.get("label")):
+        out.add(where, "label", "must be a non-empty string")
+    _check_path(out, where, "image", item.get("image"), IMAGE_SUFFIXES, methods)
+    _check_method_map(out, where, "maps", item.get("maps"), methods, IMAGE_SUFFIXES, exact=True)
+    if "mask" in item:
+        _check_path(out, where, "mask", item["mask"], IMAGE_SUFFIXES, methods)
+    if "heatmaps" in item:
+        _check_method_map(out, where, "heatmaps", item["heatmaps"], methods, HEATMAP_SUFFIXES, exact=False)
+    if "predictions" in item:
+        _check_predictions(out, where, item["predictions"], methods)
+    check = item.get("attention_check", False)
+    if not isinstance(check, bool):
+        out.add(where, "attention_check", "must be true or false")
+        return None
+    expected = item.get("expected")
+    if check and expected not in methods:
+        out.add(where, "expected", f"an attention check needs expected: one of {methods}, got {expected!r}")
+    if not check and "expected" in item:
+        out.add(where, "expected", "only attention checks (attention_check: true) have an expected method")
+    return check
+
+
+def validate_manifest(data: dict) -> list[Problem]:
+    """Every structural problem of a manifest (no file access); empty list if it is valid."""
+    out = _Collector()
+    if not isinstance(data, dict):
+        out.add("manifest", "", f"must be a JSON object, got {type(data).__name__}")
+        return out.problems
+    methods = _check_top_level(out, data)
+    items = data.get("items")
+    if not isinstance(items, list) or not items:
+        out.add("manifest", "items", "must be a non-empty list")
+        return out.problems
+    seen: set[str] = set()
+    kinds = [_check_item(out, k, item, methods, seen) for k, item in enumerate(items)]
+    n_checks, n_regular = kinds.count(True), kinds.count(False)
+    if None not in kinds:
+        if n_regular == 0:
+            out.add("manifest", "items", "needs at least one item that is not an attention check")
+        elif n_checks > n_regular:
+            out.add("manifest", "items", f"{n_checks} attention checks but only {n_regular} regular items: "
+                    "checks are spread between regular items, so there can be at most one per regular item")
+        repeats = data.get("repeats", 0)
+        if isinstance(repeats, int) and not isinstance(repeats, bool) and repeats > n_regular:
+            out.add("manifest", "repeats", f"{repeats} repeats but only {n_regular} regular items")
+    return out.problems
+
+
+# ----------------------------------------------------------------------------------------- files
+def _referenced_paths(data: dict) -> list[tuple[str, str, str, str]]:
+    """(where, field, relative path, kind) for every well-formed path a manifest names.
+
+    Tolerant of a broken structure (skips what it cannot read) so files are checked, and reported,
+    even when the manifest has other problems."""
+    refs: list[tuple[str, str, str, str]] = []
+
+    def add(where: str, field: str, value: object, kind: str) -> None:
+        if _path_syntax_problem(value) is None:
+            refs.append((where, field, str(value), kind))
+
+    def add_map(where: str, field: str, value: object, kind: str) -> None:
+        if isinstance(value, dict):
+            for method, path in value.items():
+                add(where, f"{field}.{method}", path, kind)
+
+    example = data.get("example")
+    if isinstance(example, dict):
+        add("example", "image", example.get("image"), "image")
+        add_map("example", "maps", example.get("maps"), "map")
+    items = data.get("items")
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict):
+            continue
+        raw_id = item.get("id")
+        ok_id = isinstance(raw_id, str) and ITEM_ID_PATTERN.fullmatch(raw_id)
+        where = raw_id if ok_id else f"items[{index}]"
+        add(where, "image", item.get("image"), "image")
+        add_map(where, "maps", item.get("maps"), "map")
+        if "mask" in item:
+            add(where, "mask", item["mask"], "mask")
+        add_map(where, "heatmaps", item.get("heatmaps"), "heatmap")
+    return refs
+
+
+def _decode(path: Path) -> tuple[str, tuple[int, int], str]:
+    """(format, size, mode) after a full decode; raises ValueError with a short reason."""
+    from PIL import Image  # Pillow imported lazily: structure checks need no imaging library
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return str(im.format), im.size, im.mode
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(f"image too large ({exc})") from None
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ...) for bad files
+        raise ValueError(f"does not decode as an image ({type(exc).__name__}: {exc})") from None
+
+
+def _read_manifest(root: Path, out: _Collector) -> dict | None:
+    if not root.is_dir():
+        out.add("manifest", "", f"package folder {root} does not exist or is not a folder")
+        return None
+    try:
+        path = resolve_inside(root, MANIFEST_NAME)
+    except UnsafePathError as exc:
+        out.add("manifest", "", str(exc))
+        return None
+    if not path.is_file():
+        out.add("manifest", "", f"{MANIFEST_NAME} not found in {root}")
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        out.add("manifest", "", f"{MANIFEST_NAME} is not valid UTF-8 JSON ({exc})")
+        return None
+
+
+def _check_files(root: Path, data: dict, out: _Collector, decode_images: bool) -> None:
+    decoded: dict[Path, tuple[str, tuple[int, int], str] | str] = {}
+    sizes: dict[tuple[str, str], tuple[int, int]] = {}  # (where, kind) -> size of image / first map
+    for where, field, relative, kind in _referenced_paths(data):
+        try:
+            path = resolve_inside(root, relative)
+        except UnsafePathError as exc:
+            out.add(where, field, str(exc))
+            continue
+        if not path.is_file():
+            out.add(where, field, f"file not found: {relative}")
+            continue
+        if kind == "heatmap" or not decode_images:
+            continue
+        if path not in decoded:
+            try:
+                decoded[path] = _decode(path)
+            except ValueError as exc:
+                decoded[path] = str(exc)
+        info = decoded[path]
+        if isinstance(info, str):
+            out.add(where, field, f"{relative}: {info}")
+            continue
+        fmt, size, mode = info
+        if fmt not in IMAGE_FORMATS:
+            out.add(where, field, f"{relative}: {fmt} image; only PNG and JPEG are allowed")
+        if kind == "image":
+            sizes[(where, "image")] = size
+        elif kind == "map":
+            first = sizes.setdefault((where, "map"), size)
+            if size != first:
+                out.add(where, field, f"map is {size[0]}x{size[1]} but another map of this item is "
+                        f"{first[0]}x{first[1]}; the pair is shown at the same size")
+        elif kind == "mask":
+            if mode != "L":
+                out.add(where, field, f"mask must be a greyscale (L mode) image, got mode {mode}")
+            image_size = sizes.get((where, "image"))
+            if image_size is not None and size != image_size:
+                out.add(where, field, f"mask is {size[0]}x{size[1]} but the image is "
+                        f"{image_size[0]}x{image_size[1]}")
+
+
+def validate_package(root: Path, *, decode_images: bool = True) -> list[Problem]:
+    """Every problem of the package at ``root``: manifest structure, then each referenced file must be
+    inside ``root`` (no ``..``, absolute path or symlink escape), exist, and decode as PNG/JPEG
+    (``.npy`` heatmaps: existence only)."""
+    root = Path(root)
+    out = _Collector()
+    data = _read_manifest(root, out)
+    if data is None:
+        return out.problems
+    out.problems += validate_manifest(data)
+    if isinstance(data, dict):
+        _check_files(root, data, out, decode_images)  # even with structural problems: report everything
+    return out.problems
+
+
+def load_package(root: Path) -> dict:
+    """The validated manifest of the package at ``root``; raises PackageError listing every problem."""
+    root = Path(root)
+    problems = validate_package(root)
+    if problems:
+        raise PackageError(problems, root)
+    return json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
+
+
+def write_manifest(root: Path, manifest: dict) -> None:
+    """Validates the structure, then writes ``root/manifest.json`` atomically (temp file + rename)."""
+    problems = validate_manifest(manifest)
+    if problems:
+        raise PackageError(problems, root)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=root)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, root / MANIFEST_NAME)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def package_files(root: Path, manifest: dict) -> list[str]:
+    """Sorted relative paths of every file the manifest references (for fingerprints and copies)."""
+    return sorted({relative for _, _, relative, _ in _referenced_paths(manifest)})
+
+
+def package_fingerprint(root: Path, manifest: dict) -> str:
+    """sha256 over the manifest and every referenced file: equal fingerprints mean an unchanged package."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(manifest, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    for relative in package_files(root, manifest):
+        digest.update(b"\x00" + relative.encode("utf-8") + b"\x00")
+        with open(resolve_inside(root, relative), "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+__all__ = [
+    "SCHEMA", "MANIFEST_NAME", "Problem", "PackageError", "UnsafePathError", "validate_manifest",
+    "validate_package", "load_package", "resolve_inside", "content_name", "write_manifest",
+    "package_files", "package_fingerprint",
+]

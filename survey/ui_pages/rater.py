@@ -1,0 +1,159 @@
+"""The rater page: link -> consent and instructions -> one blinded pair per screen -> completion code.
+
+Thin on purpose: every decision about input lives in :mod:`survey.ui_logic`, every read and write in
+:mod:`survey.service`. Nothing that must survive a reload is kept in the session: the database knows
+where a rater is, so a reload, a new tab or another device with the same rater id continues at the
+next unanswered item. A rater exists in the database from the moment they accept the consent.
+
+A vote carries the *trial token* of the pair that was on screen (button key and callback argument),
+and the service records at most one vote per token, so a double click or a stale tab can never vote
+twice or skip an item.
+"""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from survey import service, ui_images, ui_logic
+from survey.invite import verify_token
+from survey.ui_page import GENERIC_ERROR, blinded_image, engine, guarded, log, stop_with
+
+NOTICE = "notice"  # session key: a message for the rater from the last click (closed study, ...)
+INVALID_LINK = "This survey link is not valid. Please check the link you were given."
+
+
+def _notify(action, *args) -> None:  # noqa: ANN001
+    """Runs a service call from a button callback; failures become a rater-safe notice."""
+    try:
+        action(engine(), *args)
+    except service.SurveyError as exc:  # rater-safe by contract (closed study, stale pair, ...)
+        st.session_state[NOTICE] = str(exc)
+    except Exception:
+        log.exception("%s failed", getattr(action, "__name__", "survey action"))
+        st.session_state[NOTICE] = GENERIC_ERROR
+
+
+def _ask_for_rater_id() -> None:
+    """No id in the link: let the rater type one, then put it in the URL so a reload keeps it."""
+    st.title("Welcome", anchor=False)
+    with st.form("rater-id"):
+        typed = st.text_input("Your participant id", max_chars=ui_logic.MAX_RATER_ID_CHARS)
+        submitted = st.form_submit_button("Continue", type="primary")
+    if submitted:
+        try:
+            rater = ui_logic.rater_id_from(typed)
+        except ui_logic.BadLink as exc:
+            stop_with(str(exc), "warning")
+        if rater is None:
+            stop_with("Please enter your participant id.", "warning")
+        st.query_params["rater"] = rater
+        st.rerun()
+    st.stop()
+
+
+def _check_invitation(study: str, rater: str | None) -> None:
+    """Invite-only studies: the link must carry this rater's HMAC token (``survey.invite``)."""
+    secret = os.environ.get("SURVEY_INVITE_SECRET", "")
+    if not secret:
+        log.error("study %r admits invited raters only but SURVEY_INVITE_SECRET is not set", study)
+        stop_with("This survey is not accepting participants at the moment.", "warning")
+    try:
+        token = ui_logic.token_from(st.query_params.get("token"))
+    except ui_logic.BadLink as exc:
+        stop_with(str(exc), "warning")
+    if rater is None or token is None or not verify_token(study, rater, token, secret):
+        stop_with("This invitation link is not valid. Please open the exact link you were sent.", "warning")
+
+
+def _welcome(view: service.StudyView, rater: str) -> None:
+    """Consent and instructions (with the example pair) before the first item."""
+    st.title("Welcome", anchor=False)
+    st.markdown(view.consent or ui_logic.DEFAULT_CONSENT)
+    st.subheader("Instructions", anchor=False)
+    st.markdown(view.instructions)
+    example = view.example
+    if example is not None:
+        st.markdown("**Example** (for practice, not scored): "
+                    + ui_logic.question_markdown(view.question, example.label))
+        photo, left, right = st.columns(3, gap="medium")
+        for column, path, caption in ((photo, example.image_path, "Photo"), (left, example.left_path, "A"),
+                                      (right, example.right_path, "B")):
+            with column:
+                blinded_image(view.package_root, path, caption)
+    st.button("I agree, start", type="primary", key="consent",
+              on_click=_notify, args=(service.start_rater, view.name, rater))
+
+
+def _show_trial(view: service.StudyView, rater: str, trial: service.Trial) -> None:
+    fraction, text = ui_logic.progress(trial.position, trial.total)
+    st.progress(fraction, text=text)
+    st.markdown(ui_logic.question_markdown(view.question, trial.label))
+    photo, left, right = st.columns(3, gap="medium")
+    with photo:
+        blinded_image(view.package_root, trial.image_path, "Photo")
+    for column, side, path in ((left, "A", trial.left_path), (right, "B", trial.right_path)):
+        with column:
+            blinded_image(view.package_root, path, side)
+            st.button(side, key=f"{side}-{trial.token}", type="primary", width="stretch",
+                      on_click=_notify, args=(service.record_vote, view.name, rater, trial.token, side))
+    if trial.allow_no_preference:
+        st.button("No preference", key=f"none-{trial.token}", width="stretch",
+                  on_click=_notify, args=(service.record_vote, view.name, rater, trial.token, "none"))
+
+
+def _finish(view: service.StudyView, rater: str) -> None:
+    done = service.completion(engine(), view.name, rater)
+    st.progress(1.0, text="Done")
+    st.title("Thank you!", anchor=False)
+    st.write("You have answered every item. Your completion code is:")
+    st.code(done.code, language=None)
+    link = ui_logic.safe_link(done.redirect_url)
+    if link:
+        st.link_button("Finish and return", link, type="primary")
+
+
+def render() -> None:
+    eng = engine()
+    try:
+        name = ui_logic.choose_study(st.query_params.get("study"), os.environ.get("SURVEY_STUDY"),
+                                     lambda: service.list_open_studies(eng))
+        rater = ui_logic.rater_from_params(st.query_params)
+    except ui_logic.BadLink as exc:
+        stop_with(str(exc), "warning")
+    view = service.get_study(eng, name)
+    if view is None:
+        stop_with(INVALID_LINK, "warning")
+    if view.invite_only:
+        _check_invitation(name, rater)
+    if rater is None:
+        _ask_for_rater_id()
+
+    notice = st.session_state.pop(NOTICE, None)
+    if notice:
+        st.warning(notice)
+    started = f"started:{name}:{rater}"  # session key: this session already saw the rater in the DB
+    try:
+        if not (view.is_open and st.session_state.get(started)):  # first run of a session, or closed
+            progress = service.rater_progress(eng, name, rater)
+            if progress is not None and progress.finished:
+                _finish(view, rater)
+                return
+            if not view.is_open:
+                stop_with(service.CLOSED)
+            if os.environ.get("SURVEY_IMAGE_PREFETCH", "1") != "0":
+                ui_images.prefetch_folder(view.package_root)  # once per process: next pairs are ready
+            if progress is None:
+                _welcome(view, rater)
+                return
+            st.session_state[started] = True
+        trial = service.next_trial(eng, name, rater)
+    except service.SurveyError as exc:
+        stop_with(str(exc), "warning")
+    if trial is None:  # the last vote was just recorded (or landed from another tab)
+        _finish(view, rater)
+        return
+    _show_trial(view, rater, trial)
+
+
+guarded(render)
