@@ -1,0 +1,179 @@
+"""build_model: shapes, the CAM contract, the VIB head (eval path, KL, attention entropy), weights."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from models import build_model
+from models.checkpoint import CheckpointError
+from models.vib import VIBOutput, gaussian_kl
+
+CHANNELS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+
+
+@pytest.mark.parametrize("arch", sorted(CHANNELS))
+@pytest.mark.parametrize("head", ["baseline", "vib"])
+def test_shapes_and_cam_contract(arch: str, head: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(arch, 7, head).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        maps = model.features(x)
+        logits = model(x)
+        assert maps.shape == (2, CHANNELS[arch], 2, 2)
+        assert isinstance(model.fc, nn.Linear) and model.fc.in_features == CHANNELS[arch]
+        assert logits.shape == (2, 7)
+        assert torch.equal(logits, model.fc(model.features(x).mean((2, 3))))
+
+
+def test_eval_forward_never_runs_the_attention_branch(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet18", 5, "vib")
+    calls = []
+    model.attention.register_forward_hook(lambda *_: calls.append(1))
+    x = torch.randn(2, 3, 32, 32)
+    model.train()
+    assert isinstance(model(x), VIBOutput) and calls == [1]  # the hook does see training calls
+    model.eval()
+
+    def fail(*_args, **_kwargs):
+        raise AssertionError("attention ran in eval mode")
+
+    monkeypatch.setattr(model.attention, "forward", fail)
+    monkeypatch.setattr(model.attention, "attention", fail)
+    with torch.no_grad():
+        logits = model(x)
+    assert logits.shape == (2, 5) and calls == [1]
+
+
+def test_vib_training_output_has_one_logit_set_per_sample() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet18", 4, "vib", samples=3).train()
+    output = model(torch.randn(5, 3, 32, 32))
+    assert output.logits.shape == (3, 5, 4)
+    assert output.kl.shape == (5,) and output.sigma.shape == (5, 512)
+    assert not torch.equal(output.logits[0], output.logits[1])  # independent noise per sample
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_kl_matches_torch_distributions(reduction: str) -> None:
+    generator = torch.Generator().manual_seed(1)
+    mu = torch.randn(6, 33, generator=generator, dtype=torch.float64) * 3
+    sigma = torch.rand(6, 33, generator=generator, dtype=torch.float64) * 2 + 1e-3
+    reference = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu, sigma), torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(sigma)))
+    expected = reference.sum(1) if reduction == "sum" else reference.mean(1)
+    torch.testing.assert_close(gaussian_kl(mu, sigma, reduction), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_training_kl_is_the_kl_of_the_posterior() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3, "vib").train()
+    x = torch.randn(2, 3, 32, 32)
+    torch.manual_seed(5)
+    output = model(x)
+    mu, sigma = model.posterior(model.features(x))
+    reference = torch.distributions.kl_divergence(torch.distributions.Normal(mu, sigma),
+                                                  torch.distributions.Normal(0.0, 1.0)).sum(1)
+    torch.testing.assert_close(output.kl, reference, rtol=1e-4, atol=1e-3)
+
+
+def test_sigma_starts_small_whatever_the_activations() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3, "vib")
+    maps = torch.rand(3, 512, 4, 4) * 1000
+    _, sigma = model.posterior(maps)
+    torch.testing.assert_close(sigma, torch.full_like(sigma, math.log1p(math.exp(-5.0))))
+
+
+def normalised_entropy(attention: torch.Tensor) -> float:
+    entropy = -(attention * attention.clamp_min(1e-30).log()).sum(-1)
+    return float((entropy / math.log(attention.shape[-1])).mean())
+
+
+def test_attention_does_not_collapse_on_large_activations() -> None:
+    """The naive energy X X^T / sqrt(HW) turns one-hot on big layer-4 maps; ours must not."""
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3, "vib").eval()
+    with torch.no_grad():
+        maps = model.features(torch.randn(4, 3, 128, 128)) * 50  # a trained layer 4 can be this large
+        ours = model.attention.attention(maps)
+        flat = maps.flatten(2)
+        naive = torch.softmax(flat @ flat.transpose(1, 2) / math.sqrt(flat.shape[2]), -1)
+    assert normalised_entropy(naive) < 0.1  # the failure the pilot saw, reproduced
+    assert normalised_entropy(ours) > 0.5
+    assert float(ours.max(-1).values.mean()) < 0.2
+    torch.testing.assert_close(ours.sum(-1), torch.ones(4, 512))
+
+
+def test_predict_modes() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 32, 32)
+    mu_model = build_model("resnet18", 4, "vib").eval()
+    prediction = mu_model.predict(x)
+    torch.testing.assert_close(prediction.probs, mu_model(x).softmax(-1))
+    assert prediction.kl.shape == (3,)
+    sampled = build_model("resnet18", 4, "vib", eval_mode="mean_softmax", eval_samples=5).eval()
+    probs = sampled.predict(x).probs
+    torch.testing.assert_close(probs.sum(-1), torch.ones(3))
+
+
+def test_seeded_builds_are_identical() -> None:
+    torch.manual_seed(3)
+    first = build_model("resnet18", 4, "vib").state_dict()
+    torch.manual_seed(3)
+    second = build_model("resnet18", 4, "vib").state_dict()
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model("resnet101", 3)
+    with pytest.raises(ValueError, match="unknown head"):
+        build_model("resnet18", 3, "gaussian")
+    with pytest.raises(ValueError, match="takes no options"):
+        build_model("resnet18", 3, samples=2)
+    with pytest.raises(ValueError, match="kl_reduction"):
+        build_model("resnet18", 3, "vib", kl_reduction="max")
+
+
+def test_local_torchvision_weights_load_strictly_except_fc(tmp_path) -> None:
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    model = build_model("resnet18", 9, "vib", weights=path)
+    for name, tensor in reference.state_dict().items():
+        if not name.startswith("fc."):
+            assert torch.equal(model.state_dict()[f"features.{name}"], tensor), name
+    assert model.fc.out_features == 9
+
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "resnet50.pth")
+    with pytest.raises(CheckpointError, match="do not fit resnet18"):
+        build_model("resnet18", 9, weights=tmp_path / "resnet50.pth")
+    partial = {k: v for k, v in reference.state_dict().items() if k != "layer4.1.bn2.weight"}
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.raises(CheckpointError, match="1 missing keys"):
+        build_model("resnet18", 9, weights=tmp_path / "partial.pth")
+    with pytest.raises(CheckpointError, match="not found"):
+        build_model("resnet18", 9, weights=tmp_path / "absent.pth")
+
+
+def test_fused_context_equals_the_explicit_attention_product() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3, "vib")
+    with torch.no_grad():
+        model.attention.log_temperature.fill_(math.log(12.0))
+    maps = torch.rand(3, 512, 4, 4, requires_grad=True) * 7
+    mu = maps.mean((2, 3))
+    fused = model.attention.context(maps, mu)
+    explicit = torch.bmm(model.attention.attention(maps), mu.unsqueeze(2)).squeeze(2)
+    torch.testing.assert_close(fused, explicit, rtol=1e-4, atol=1e-4)
+    fused_grad = torch.autograd.grad(fused.square().sum(), [maps, model.attention.log_temperature])
+    explicit_grad = torch.autograd.grad(explicit.square().sum(), [maps, model.attention.log_temperature])
+    for ours, reference in zip(fused_grad, explicit_grad):
+        torch.testing.assert_close(ours, reference, rtol=1e-3, atol=1e-3)
