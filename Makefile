@@ -39,8 +39,9 @@ demo: venv ## The main job: train, make CAM pairs, open the survey on http://loc
 demo-votes: venv ## Fill the demo study with 30 simulated raters
 	$(PY) -m survey.simulate_raters --db $(DB) --study demo --raters 30
 
+# --min-response-ms 0: simulated demo raters answer in milliseconds.
 report: venv ## Write the analysis report of the demo study and print where it is
-	$(PY) -m analysis.report --db $(DB) --study demo --out reports/demo --min-response-ms 0  # simulated raters answer in milliseconds
+	$(PY) -m analysis.report --db $(DB) --study demo --out reports/demo --metrics studies/demo-metrics/metrics.csv --min-response-ms 0
 
 bench: venv-dev system-deps ## Run every benchmark in bench/ (prints ratios against a same-run baseline)
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
