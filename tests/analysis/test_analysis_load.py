@@ -150,3 +150,12 @@ def test_empty_rater_ids_are_an_error(study_frame: pd.DataFrame) -> None:
     broken.loc[[2, 5], "rater"] = ""
     with pytest.raises(VotesError, match="2 vote\\(s\\) have an empty rater;"):
         prepare_votes(broken)
+
+
+def test_votes_csv_columns_match_the_survey_export() -> None:
+    """Contract C is written down twice (the survey's exporter, the analysis simulator): keep them equal."""
+    from analysis.simulate import EXTRA_COLUMNS, VOTE_COLUMNS
+    from survey.export import COLUMNS, EXTRA_COLUMNS as SURVEY_EXTRA
+
+    assert VOTE_COLUMNS == COLUMNS
+    assert EXTRA_COLUMNS == SURVEY_EXTRA
