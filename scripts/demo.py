@@ -118,17 +118,31 @@ def build(root: Path, size: DemoSize, db_url: str) -> None:
     run([sys.executable, "-m", "survey.study", "import", str(study_dir), "--db", db_url])
 
 
+def serve_command(db_url: str, port: int, environ: dict[str, str]) -> tuple[list[str], dict[str, str], str]:
+    """The command, environment and admin password of the demo's survey server.
+
+    The demo is the one place where the published password ``demo-admin`` works: ``SURVEY_DEMO=1``
+    plus a server bound to 127.0.0.1 (survey.admin_auth.is_demo). A password of your own in
+    ``SURVEY_ADMIN_PASSWORD`` is used instead and must pass the usual rules (12+ characters).
+    """
+    from survey.admin_auth import DEMO_ENV, DEMO_PASSWORD
+
+    password = environ.get("SURVEY_ADMIN_PASSWORD") or DEMO_PASSWORD
+    env = {**environ, "SURVEY_DB_URL": db_url, "SURVEY_STUDY": STUDY, "SURVEY_ADMIN_PASSWORD": password,
+           DEMO_ENV: "1"}
+    cmd = [sys.executable, "-m", "streamlit", "run", "survey/app.py", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true"]
+    return cmd, env, password
+
+
 def serve(db_url: str, port: int) -> None:
-    """Start the rater app in the foreground; Ctrl+C stops it."""
-    password = os.environ.get("SURVEY_ADMIN_PASSWORD", "demo-admin")
-    env = {**os.environ, "SURVEY_DB_URL": db_url, "SURVEY_STUDY": STUDY, "SURVEY_ADMIN_PASSWORD": password}
+    """Start the rater app in the foreground on localhost; Ctrl+C stops it."""
+    cmd, env, password = serve_command(db_url, port, dict(os.environ))
     banner("The survey is starting")
     print(f"  Rater link:  http://localhost:{port}/?study={STUDY}&rater=alice")
     print(f"  Admin page:  http://localhost:{port}/admin   (password: {password})")
     print("  Simulated votes:  make demo-votes      Analysis report:  make report")
     print("  Stop:        Ctrl+C\n", flush=True)
-    cmd = [sys.executable, "-m", "streamlit", "run", "survey/app.py", "--server.port", str(port),
-           "--server.headless", "true"]
     try:
         subprocess.run(cmd, env=env)
     except KeyboardInterrupt:

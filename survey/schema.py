@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (
-    BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, ForeignKeyConstraint, Integer, MetaData,
-    String, Text, UniqueConstraint,
+    BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, ForeignKeyConstraint, Index, Integer,
+    MetaData, String, Text, UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -21,6 +21,8 @@ from sqlalchemy.types import TypeDecorator
 
 RATER_ID_MAX = 200
 SIDES = ("left", "right", "none")
+SIGN_IN_OUTCOMES = ("success", "failure", "locked")
+CLIENT_ADDRESS_MAX = 64  # an IPv6 address with a zone id fits
 
 # Explicit constraint names so Alembic migrations can refer to them on every backend.
 NAMING = {
@@ -223,3 +225,26 @@ class Vote(Base):
     chosen_side: Mapped[str] = mapped_column(String(5))
     response_ms: Mapped[int] = mapped_column(Integer)  # server time from first display to this vote
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AdminSignIn(Base):
+    """One attempt to sign in to the admin page: the audit log *and* the lockout state.
+
+    ``failure`` is a wrong password; ``locked`` is an attempt refused unchecked during a lockout.
+    Failures since the last success (per client address, and over all addresses) decide the lockout
+    (:mod:`survey.admin_auth`), so the state survives restarts and every replica sees the same.
+    ``id`` gives the order (clocks may jump; ids do not).
+    """
+
+    __tablename__ = "admin_sign_ins"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('success', 'failure', 'locked')", name="outcome_known"),
+        CheckConstraint(f"client_address IS NULL OR length(client_address) BETWEEN 1 AND {CLIENT_ADDRESS_MAX}",
+                        name="client_address_length"),
+        Index(None, "outcome", "client_address", "id"),  # "failures since the last success" per address
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)  # server time (the database's on PostgreSQL)
+    client_address: Mapped[str | None] = mapped_column(String(CLIENT_ADDRESS_MAX))  # None: not known
+    outcome: Mapped[str] = mapped_column(String(7))

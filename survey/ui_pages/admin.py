@@ -1,28 +1,21 @@
 """The admin page (``/admin``): live progress of each study, behind a password.
 
-The password comes from ``SURVEY_ADMIN_PASSWORD`` or ``admin_password`` in Streamlit secrets and is
-compared in constant time (:func:`survey.ui_logic.password_matches`). With neither set the page says
-that admin is disabled and shows nothing else. Unlike the rater page, this page names methods.
+The password comes from ``SURVEY_ADMIN_PASSWORD`` or ``admin_password`` in Streamlit secrets
+(:mod:`survey.ui_admin_setup`; ``survey/app.py`` has already refused a weak one). Each attempt goes
+through :func:`survey.admin_auth.attempt_sign_in`: constant-time compare, lockout after repeated
+failures, and a log line, which the signed-in page lists. With no password set the page says that
+admin is disabled and shows nothing else. Unlike the rater page, this page names methods.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 
 import streamlit as st
 
-from survey import service, ui_logic
+from survey import admin_auth, service, ui_admin_setup, ui_logic
 from survey.ui_page import engine, guarded, votes_csv
 
 SIGNED_IN = "admin_signed_in"  # session key: digest of the password this session signed in with
-
-
-def _configured_secrets() -> dict:
-    """``st.secrets`` as a plain dict; empty when there is no secrets file (or it cannot be read)."""
-    try:
-        return {"admin_password": st.secrets.get("admin_password")}
-    except Exception:  # no secrets.toml: Streamlit raises FileNotFoundError (or a subclass)
-        return {}
 
 
 def _signed_in(expected: str) -> bool:
@@ -35,10 +28,15 @@ def _signed_in(expected: str) -> bool:
         given = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        if ui_logic.password_matches(given, expected):
+        result = admin_auth.attempt_sign_in(engine(), given, expected, ui_admin_setup.client_address())
+        if result.ok:
             st.session_state[SIGNED_IN] = digest
             st.rerun()
-        st.error("Wrong password.")
+        if result.outcome == "failure":
+            st.error("Wrong password.")
+        if result.retry_after_s > 0:
+            st.error(f"Too many failed sign-ins: sign-in is locked. Try again in "
+                     f"{admin_auth.wait_text(result.retry_after_s)}.")
     return False
 
 
@@ -75,8 +73,17 @@ def _study_panel(study: str) -> None:
     st.dataframe(s.votes_per_item, hide_index=True, width="stretch")
 
 
+def _sign_in_log() -> None:
+    records = admin_auth.recent_sign_ins(engine())
+    st.subheader("Recent sign-ins")
+    st.caption("Newest first; server time (UTC). A failure is a wrong password, locked an attempt "
+               "refused unchecked during a lockout. No address: localhost, or not known.")
+    st.table([{"time (UTC)": r.at.strftime("%Y-%m-%d %H:%M:%S"), "client address": r.client_address or "",
+               "outcome": r.outcome} for r in records])
+
+
 def render() -> None:
-    expected = ui_logic.admin_password(os.environ, _configured_secrets())
+    expected = ui_admin_setup.configured_password()
     if expected is None:
         st.title("Survey admin")
         st.info("The admin page is disabled: set SURVEY_ADMIN_PASSWORD (or admin_password in "
@@ -86,10 +93,11 @@ def render() -> None:
         return
     st.title("Survey admin")
     names = service.list_studies(engine())
-    if not names:
+    if names:
+        _study_panel(st.selectbox("Study", names, key="admin-study"))
+    else:
         st.info("No study has been imported yet: python -m survey.study import PACKAGE --db URL")
-        return
-    _study_panel(st.selectbox("Study", names, key="admin-study"))
+    _sign_in_log()
 
 
 guarded(render)

@@ -52,3 +52,24 @@ def test_make_help_lists_every_target() -> None:
     out = subprocess.run(["make", "help"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     for target in ("demo", "demo-votes", "report", "test", "bench", "clean"):
         assert f"make {target} " in out
+
+
+def test_demo_server_is_the_only_place_for_the_demo_password() -> None:
+    """`make demo` serves on 127.0.0.1 with SURVEY_DEMO=1, which is what makes its printed password
+    valid; the same password on any other address, or without the flag, is refused."""
+    from scripts.demo import serve_command
+    from survey import admin_auth
+
+    cmd, env, password = serve_command("sqlite:////tmp/x.db", 8600, {"PATH": "/usr/bin"})
+    assert password == env["SURVEY_ADMIN_PASSWORD"] == admin_auth.DEMO_PASSWORD
+    address = cmd[cmd.index("--server.address") + 1]
+    assert address == "127.0.0.1" and cmd[cmd.index("--server.port") + 1] == "8600"
+    assert admin_auth.is_demo(env, address)
+    assert admin_auth.password_problem(password, demo=admin_auth.is_demo(env, address)) is None
+    for other in (None, "0.0.0.0", "192.0.2.10"):
+        assert admin_auth.password_problem(password, demo=admin_auth.is_demo(env, other)) is not None
+    assert admin_auth.password_problem(password, demo=admin_auth.is_demo({}, address)) is not None
+
+    own = "my own long admin password"
+    _, env, password = serve_command("sqlite:////tmp/x.db", 8600, {"SURVEY_ADMIN_PASSWORD": own})
+    assert password == env["SURVEY_ADMIN_PASSWORD"] == own

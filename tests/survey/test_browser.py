@@ -188,3 +188,35 @@ def test_sigkill_loses_no_acknowledged_vote(tmp_path: Path, sqlite_url: str, pla
     dispose_engines()
     votes = votes_frame(sqlite_url, study.name)
     assert list(votes["position"]) == list(range(1, n + 1)) and set(votes["rater"]) == {"crash"}
+
+
+def test_demo_admin_password_and_lockout_across_tabs(tmp_path: Path, sqlite_url: str, playwright):
+    """The demo's printed password works on its localhost server (SURVEY_DEMO=1, bound to 127.0.0.1 as
+    scripts/demo.py does); then five wrong guesses, each from a new tab, lock out even the right one."""
+    from survey import admin_auth
+    from survey.db import get_engine
+
+    make_study(tmp_path, sqlite_url, n_items=1, n_checks=0)
+    env = {"SURVEY_ADMIN_PASSWORD": admin_auth.DEMO_PASSWORD, admin_auth.DEMO_ENV: "1"}
+    with ub.serve_app(sqlite_url, log_dir=tmp_path, env=env) as server:
+        browser = ub.launch_chromium(playwright)
+        try:
+            def try_password(password: str, expect: str):  # noqa: ANN202 (playwright page)
+                page = browser.new_page(viewport=ub.DESKTOP)  # a new tab: a new Streamlit session
+                page.goto(f"{server.url}/admin")
+                page.locator("input[type=password]").fill(password)
+                page.get_by_role("button", name="Sign in").click()
+                page.get_by_text(expect).first.wait_for(timeout=30_000)
+                return page
+
+            first = try_password(admin_auth.DEMO_PASSWORD, "Raters finished")
+            first.get_by_text("Recent sign-ins").wait_for(timeout=30_000)
+            for _ in range(admin_auth.MAX_FAILURES):
+                try_password("not the password", "Wrong password.").close()
+            locked = try_password(admin_auth.DEMO_PASSWORD, "sign-in is locked")
+            assert locked.get_by_text("Raters started").count() == 0
+        finally:
+            browser.close()
+    log = admin_auth.recent_sign_ins(get_engine(sqlite_url))
+    assert [r.outcome for r in log] == ["locked"] + ["failure"] * admin_auth.MAX_FAILURES + ["success"]
+    assert {r.client_address for r in log} == {None}  # localhost: Streamlit reports no address

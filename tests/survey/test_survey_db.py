@@ -114,7 +114,8 @@ def test_migrated_schema_equals_models(any_url: str) -> None:
     engine = get_engine(any_url)
     assert current_revision(engine) == head_revision()
     names = set(inspect(engine).get_table_names())
-    tables = {"studies", "methods", "items", "item_maps", "raters", "assignments", "votes", "alembic_version"}
+    tables = {"studies", "methods", "items", "item_maps", "raters", "assignments", "votes", "admin_sign_ins",
+              "alembic_version"}
     assert tables <= names
     checks = {c["name"] for c in inspect(engine).get_check_constraints("votes")}
     assert {"ck_votes_side_known", "ck_votes_method_iff_side"} <= checks

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from survey import service
+from survey import admin_auth, service, ui_admin_setup
 from survey.db import get_engine
 from survey.export import votes_frame
 from survey.invite import make_token
 from survey.ui_page import GENERIC_ERROR, votes_csv
+from tests.survey.test_admin_auth import FakeClock
 from tests.survey.ui_fixtures import APP, make_study
 
 SECRET = "a-test-secret-of-sufficient-length"
@@ -19,7 +20,7 @@ SECRET = "a-test-secret-of-sufficient-length"
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:
-    for name in ("SURVEY_STUDY", "SURVEY_ADMIN_PASSWORD", "SURVEY_INVITE_SECRET"):
+    for name in ("SURVEY_STUDY", "SURVEY_ADMIN_PASSWORD", "SURVEY_INVITE_SECRET", "SURVEY_DEMO"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SURVEY_DB_URL", sqlite_url)
 
@@ -218,15 +219,15 @@ def test_admin_disabled_without_password(tmp_path: Path, sqlite_url: str):
 def test_admin_sign_in_summary_and_open_close(tmp_path: Path, sqlite_url: str, monkeypatch):
     study = make_study(tmp_path, sqlite_url)
     click(click(start(study, "voter"), "A"), "B")
-    monkeypatch.setenv("SURVEY_ADMIN_PASSWORD", "s3cret ✓")
+    monkeypatch.setenv("SURVEY_ADMIN_PASSWORD", "s3cret ✓ long enough")
     at = open_page(page="ui_pages/admin.py")
     at.text_input[0].input("wrong").run()
     at.button[0].click().run()
     assert [e.value for e in at.error] == ["Wrong password."]
-    assert not at.metric and not at.dataframe and not at.selectbox
+    assert not at.metric and not at.dataframe and not at.selectbox and not at.table
     assert not [t for t in texts(at) if study.name in t]
 
-    at.text_input[0].input("s3cret ✓")
+    at.text_input[0].input("s3cret ✓ long enough")
     at.button[0].click().run()
     assert not at.exception and not at.error
     summary = service.admin_summary(get_engine(sqlite_url), study.name)
@@ -248,9 +249,98 @@ def test_admin_sign_in_summary_and_open_close(tmp_path: Path, sqlite_url: str, m
 
 def test_admin_password_from_secrets(tmp_path: Path, sqlite_url: str):
     make_study(tmp_path, sqlite_url)
-    at = open_page(page="ui_pages/admin.py", secrets={"admin_password": "from-secrets"})
-    at.text_input[0].input("from-secrets")
+    at = open_page(page="ui_pages/admin.py", secrets={"admin_password": "from-secrets-file"})
+    at.text_input[0].input("from-secrets-file")
     at.button[0].click().run()
+    assert at.metric and not at.error
+
+
+def sign_in(password: str) -> AppTest:
+    """A new session (a new tab) on /admin that submits ``password`` once."""
+    at = open_page(page="ui_pages/admin.py")
+    at.text_input[0].input(password)
+    at.button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def sign_in_log(at: AppTest) -> list[dict]:
+    [table] = at.table
+    return table.value.to_dict("records")
+
+
+def test_admin_guessing_is_locked_out_at_the_sixth_attempt(tmp_path: Path, sqlite_url: str, monkeypatch):
+    """Every guess from a fresh tab: the count lives in the database, not in the session."""
+    make_study(tmp_path, sqlite_url)
+    monkeypatch.setenv("SURVEY_ADMIN_PASSWORD", SECRET)
+    clock = FakeClock()
+    monkeypatch.setattr(admin_auth, "database_now", clock)  # injected: the test never sleeps
+    for attempt in range(1, admin_auth.MAX_FAILURES + 1):
+        at = sign_in(f"guess number {attempt}")
+        errors = [e.value for e in at.error]
+        assert errors[0] == "Wrong password." and not at.metric
+        assert (len(errors) == 2) == (attempt == admin_auth.MAX_FAILURES), errors
+        clock.advance(1)
+    assert "locked. Try again in 1 min" in errors[1]
+
+    sixth = sign_in(SECRET)  # the right password, during the lockout
+    assert [e.value for e in sixth.error] == ["Too many failed sign-ins: sign-in is locked. Try again in 59 s."]
+    assert not sixth.metric and not sixth.table
+    clock.advance(58)
+    assert not sign_in(SECRET).metric  # still 1 s to wait
+    clock.advance(1)
+    at = sign_in(SECRET)
+    assert at.metric and not at.error  # waited out: signed in
+
+    log = sign_in_log(at)
+    assert [r["outcome"] for r in log] == ["success", "locked", "locked"] + ["failure"] * 5
+    assert log[0]["time (UTC)"] == clock.now.strftime("%Y-%m-%d %H:%M:%S")
+    assert {r["client address"] for r in log} == {""}  # AppTest has no client address
+
+
+def test_admin_lockout_is_per_client_address(tmp_path: Path, sqlite_url: str, monkeypatch):
+    make_study(tmp_path, sqlite_url)
+    monkeypatch.setenv("SURVEY_ADMIN_PASSWORD", SECRET)
+    monkeypatch.setattr(ui_admin_setup, "client_address", lambda: "198.51.100.1")
+    for _ in range(admin_auth.MAX_FAILURES):
+        sign_in("a wrong guess")
+    assert not sign_in(SECRET).metric
+    monkeypatch.setattr(ui_admin_setup, "client_address", lambda: "198.51.100.2")
+    at = sign_in(SECRET)
+    assert at.metric and not at.error
+    log = sign_in_log(at)
+    assert (log[0]["client address"], log[0]["outcome"]) == ("198.51.100.2", "success")
+    assert {(r["client address"], r["outcome"]) for r in log[1:]} == {("198.51.100.1", "failure"),
+                                                                      ("198.51.100.1", "locked")}
+
+
+@pytest.mark.parametrize("password, words", [("short", "too short"), ("eleven char", "too short"),
+                                             (admin_auth.DEMO_PASSWORD, "demo's published password")])
+def test_weak_admin_password_stops_the_app(tmp_path: Path, sqlite_url: str, monkeypatch, password, words):
+    study = make_study(tmp_path, sqlite_url)
+    monkeypatch.setenv("SURVEY_ADMIN_PASSWORD", password)
+    monkeypatch.setenv("SURVEY_DEMO", "1")  # the flag alone is not the demo: the server is not on localhost
+    admin = open_page(page="ui_pages/admin.py")
+    [error] = [e.value for e in admin.error]
+    assert words in error and "at least 12 characters" in error and "secrets.token_urlsafe" in error
+    assert not admin.text_input and not admin.button
+    rater = open_page({"study": study.name, "rater": "r1"})  # raters read only that it is unavailable
+    assert [w.value for w in rater.warning] == [ui_admin_setup.UNAVAILABLE] and not rater.button
+    assert service.rater_progress(get_engine(sqlite_url), study.name, "r1") is None
+
+
+def test_demo_password_works_in_the_demo_on_localhost(tmp_path: Path, sqlite_url: str, monkeypatch):
+    from streamlit import config
+
+    make_study(tmp_path, sqlite_url)
+    monkeypatch.setenv("SURVEY_ADMIN_PASSWORD", admin_auth.DEMO_PASSWORD)
+    monkeypatch.setenv("SURVEY_DEMO", "1")
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")  # what scripts/demo.py passes
+    try:
+        at = sign_in(admin_auth.DEMO_PASSWORD)
+    finally:
+        config.set_option("server.address", before)
     assert at.metric and not at.error
 
 
