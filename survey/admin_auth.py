@@ -7,7 +7,8 @@ The survey link is public, so anyone can reach ``/admin``. Three defences, all p
   without a known address share one count), sign-in is refused for :data:`FIRST_LOCKOUT_S`,
   doubling with each further failure up to :data:`MAX_LOCKOUT_S`. A second count over *all*
   addresses locks everyone out after :data:`GLOBAL_MAX_FAILURES`, so rotating addresses does not
-  help either. A success resets the count of its address, and the global one.
+  help either. A success resets the count of its address, and the global one; an operator can
+  clear every lockout with ``python -m survey.study unlock-admin`` (:func:`unlock`).
 * **State in the database.** The counts are derived from the sign-in log (:class:`AdminSignIn`), so
   a restart forgets nothing and replicas on one database share them. Each attempt checks, compares
   and records in one write transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock),
@@ -151,13 +152,15 @@ def database_now(connection: Connection) -> datetime:
 
 def _failures_since_success(connection: Connection, address: str | None, *, per_address: bool
                             ) -> tuple[int, datetime | None]:
-    """(wrong passwords since the last success, time of the latest) for one address or for all."""
+    """(wrong passwords since the last success or reset, time of the latest) for one address or all."""
     table = AdminSignIn.__table__
-    last_success = select(func.coalesce(func.max(table.c.id), 0)).where(table.c.outcome == "success")
+    clears = table.c.outcome.in_(("success", "reset"))
     failures = select(func.count(), func.max(table.c.at)).where(table.c.outcome == "failure")
-    if per_address:
+    if per_address:  # a success clears its own address; a reset clears every address
         same = table.c.client_address.is_(None) if address is None else table.c.client_address == address
-        last_success, failures = last_success.where(same), failures.where(same)
+        clears = (table.c.outcome == "reset") | ((table.c.outcome == "success") & same)
+        failures = failures.where(same)
+    last_success = select(func.coalesce(func.max(table.c.id), 0)).where(clears)
     count, latest = connection.execute(failures.where(table.c.id > last_success.scalar_subquery())).one()
     return int(count), latest  # max() keeps the column's type: an aware UTC datetime on every backend
 
@@ -203,6 +206,14 @@ def lockout_left(engine: Engine, address: str | None, *, clock: Clock | None = N
     """Seconds until ``address`` may try again (0: it may now); read-only, for the sign-in form."""
     with read_connection(engine) as connection:
         return _lockout_left(connection, address, (clock or database_now)(connection))
+
+
+def unlock(engine: Engine, *, clock: Clock | None = None) -> None:
+    """Clears every lockout (the operator's way back in after an attack); logged as ``reset``."""
+    with write_connection(engine) as connection:
+        _lock(connection)
+        connection.execute(AdminSignIn.__table__.insert().values(at=(clock or database_now)(connection),
+                                                                 client_address=None, outcome="reset"))
 
 
 def recent_sign_ins(engine: Engine, limit: int = RECENT_SIGN_INS) -> list[SignInRecord]:

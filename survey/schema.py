@@ -21,7 +21,7 @@ from sqlalchemy.types import TypeDecorator
 
 RATER_ID_MAX = 200
 SIDES = ("left", "right", "none")
-SIGN_IN_OUTCOMES = ("success", "failure", "locked")
+SIGN_IN_OUTCOMES = ("success", "failure", "locked", "reset")
 CLIENT_ADDRESS_MAX = 64  # an IPv6 address with a zone id fits
 
 # Explicit constraint names so Alembic migrations can refer to them on every backend.
@@ -230,15 +230,16 @@ class Vote(Base):
 class AdminSignIn(Base):
     """One attempt to sign in to the admin page: the audit log *and* the lockout state.
 
-    ``failure`` is a wrong password; ``locked`` is an attempt refused unchecked during a lockout.
-    Failures since the last success (per client address, and over all addresses) decide the lockout
+    ``failure`` is a wrong password; ``locked`` an attempt refused unchecked during a lockout;
+    ``reset`` an operator clearing every lockout (``python -m survey.study unlock-admin``). Failures
+    since the last success or reset (per client address, and over all addresses) decide the lockout
     (:mod:`survey.admin_auth`), so the state survives restarts and every replica sees the same.
     ``id`` gives the order (clocks may jump; ids do not).
     """
 
     __tablename__ = "admin_sign_ins"
     __table_args__ = (
-        CheckConstraint("outcome IN ('success', 'failure', 'locked')", name="outcome_known"),
+        CheckConstraint("outcome IN ('success', 'failure', 'locked', 'reset')", name="outcome_known"),
         CheckConstraint(f"client_address IS NULL OR length(client_address) BETWEEN 1 AND {CLIENT_ADDRESS_MAX}",
                         name="client_address_length"),
         Index(None, "outcome", "client_address", "id"),  # "failures since the last success" per address

@@ -1,10 +1,11 @@
-"""Study administration: ``python -m survey.study {import,list,open,close,export} ... [--db URL]``.
+"""Study administration: ``python -m survey.study {import,list,open,close,export,sign-ins,unlock-admin}``.
 
     python -m survey.study import studies/demo --db sqlite:///data/survey.db [--name N] [--invite-only]
                                  [--repeats N] [--completion-redirect URL_TEMPLATE] [--closed]
     python -m survey.study list
     python -m survey.study open demo        /  close demo
     python -m survey.study export demo --out votes.csv
+    python -m survey.study sign-ins [--last N]     /  unlock-admin   (admin page sign-ins, lockouts)
 
 ``--db`` defaults to ``$SURVEY_DB_URL``, else ``sqlite:///data/survey.db``.
 """
@@ -72,6 +73,33 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sign_ins(args: argparse.Namespace) -> int:
+    from survey import admin_auth
+
+    engine = get_engine(args.db)
+    records = admin_auth.recent_sign_ins(engine, args.last)
+    if not records:
+        print("no admin sign-in attempts yet")
+        return 0
+    print(f"{'time (UTC)':<19}  {'client address':<39}  outcome")
+    for record in records:
+        print(f"{record.at:%Y-%m-%d %H:%M:%S}  {record.client_address or '-':<39}  {record.outcome}")
+    for address in dict.fromkeys(r.client_address for r in records if r.outcome != "reset"):
+        left = admin_auth.lockout_left(engine, address)
+        if left > 0:
+            print(f"locked: {address or 'clients without a known address'} for "
+                  f"{admin_auth.wait_text(left)} more (clear with: python -m survey.study unlock-admin)")
+    return 0
+
+
+def _cmd_unlock_admin(args: argparse.Namespace) -> int:
+    from survey import admin_auth
+
+    admin_auth.unlock(get_engine(args.db))
+    print("every admin sign-in lockout is cleared (logged as 'reset')")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=None, metavar="URL",
@@ -104,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--out", required=True, metavar="CSV", help="output file (written atomically)")
     p.set_defaults(run=_cmd_export)
+    p = sub.add_parser("sign-ins", parents=[common],
+                       help="list the latest admin sign-in attempts and any running lockout")
+    p.add_argument("--last", type=int, default=20, metavar="N", help="how many attempts (default: 20)")
+    p.set_defaults(run=_cmd_sign_ins)
+    p = sub.add_parser("unlock-admin", parents=[common],
+                       help="clear every admin sign-in lockout (after an attack locked you out)")
+    p.set_defaults(run=_cmd_unlock_admin)
     return parser
 
 

@@ -258,3 +258,36 @@ def test_upgrade_from_revision_0001_keeps_the_study(tmp_path: Path) -> None:
         assert attempt_sign_in(engine, "wrong", RIGHT, None, clock=FakeClock()).outcome == "failure"
     finally:
         engine.dispose()
+
+
+def test_unlock_clears_every_lockout(sqlite_url: str) -> None:
+    engine, clock = get_engine(sqlite_url), FakeClock()
+    for k in range(GLOBAL_MAX_FAILURES):
+        guess(engine, "198.51.100.1" if k < MAX_FAILURES else f"203.0.113.{k}", clock)
+    assert guess(engine, "198.51.100.1", clock, password=RIGHT).outcome == "locked"
+    assert guess(engine, "192.0.2.1", clock, password=RIGHT).outcome == "locked"  # global
+    admin_auth.unlock(engine, clock=clock)
+    assert guess(engine, "198.51.100.1", clock, password=RIGHT).ok
+    assert guess(engine, "192.0.2.1", clock, password=RIGHT).ok
+    assert [r.outcome for r in admin_auth.recent_sign_ins(engine, 3)] == ["success", "success", "reset"]
+
+
+def test_cli_lists_sign_ins_and_unlocks(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from survey.study import main
+
+    assert main(["sign-ins", "--db", sqlite_url]) == 0
+    assert "no admin sign-in attempts yet" in capsys.readouterr().out
+    engine = get_engine(sqlite_url)
+    for _ in range(MAX_FAILURES):
+        attempt_sign_in(engine, "wrong", RIGHT, "198.51.100.1")  # the real (database) clock
+    assert main(["sign-ins", "--db", sqlite_url, "--last", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["time", "(UTC)", "client", "address", "outcome"]
+    assert [line.split()[-1] for line in out[1:4]] == ["failure"] * 3 and "198.51.100.1" in out[1]
+    assert out[4].startswith("locked: 198.51.100.1 for 1 min more")
+    assert main(["unlock-admin", "--db", sqlite_url]) == 0
+    assert "cleared" in capsys.readouterr().out
+    assert main(["sign-ins", "--db", sqlite_url]) == 0
+    out = capsys.readouterr().out
+    assert "reset" in out and "locked:" not in out
+    assert attempt_sign_in(engine, RIGHT, RIGHT, "198.51.100.1").ok

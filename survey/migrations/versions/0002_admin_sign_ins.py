@@ -22,7 +22,7 @@ def upgrade() -> None:
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('client_address', sa.String(length=64), nullable=True),
     sa.Column('outcome', sa.String(length=7), nullable=False),
-    sa.CheckConstraint("outcome IN ('success', 'failure', 'locked')", name=op.f('ck_admin_sign_ins_outcome_known')),
+    sa.CheckConstraint("outcome IN ('success', 'failure', 'locked', 'reset')", name=op.f('ck_admin_sign_ins_outcome_known')),
     sa.CheckConstraint('client_address IS NULL OR length(client_address) BETWEEN 1 AND 64', name=op.f('ck_admin_sign_ins_client_address_length')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_admin_sign_ins'))
     )
