@@ -219,7 +219,8 @@ def unlock(engine: Engine, *, clock: Clock | None = None) -> None:
 def recent_sign_ins(engine: Engine, limit: int = RECENT_SIGN_INS) -> list[SignInRecord]:
     """The latest sign-in attempts, newest first."""
     table = AdminSignIn.__table__
-    query = select(table.c.at, table.c.client_address, table.c.outcome).order_by(table.c.id.desc()).limit(limit)
+    query = (select(table.c.at, table.c.client_address, table.c.outcome)
+             .order_by(table.c.id.desc()).limit(limit))
     with read_connection(engine) as connection:
         return [SignInRecord(*row) for row in connection.execute(query)]
 

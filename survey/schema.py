@@ -240,8 +240,8 @@ class AdminSignIn(Base):
     __tablename__ = "admin_sign_ins"
     __table_args__ = (
         CheckConstraint("outcome IN ('success', 'failure', 'locked', 'reset')", name="outcome_known"),
-        CheckConstraint(f"client_address IS NULL OR length(client_address) BETWEEN 1 AND {CLIENT_ADDRESS_MAX}",
-                        name="client_address_length"),
+        CheckConstraint("client_address IS NULL OR "
+                        f"length(client_address) BETWEEN 1 AND {CLIENT_ADDRESS_MAX}", name="client_address_length"),
         Index(None, "outcome", "client_address", "id"),  # "failures since the last success" per address
     )
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import Connection, Engine, inspect, select, text
 
 from survey import admin_auth
 from survey.admin_auth import (
@@ -33,7 +33,8 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
-def guess(engine, address: str | None, clock: FakeClock, password: str = "wrong guess") -> admin_auth.SignInResult:
+def guess(engine: Engine, address: str | None, clock: FakeClock,
+          password: str = "wrong guess") -> admin_auth.SignInResult:
     return attempt_sign_in(engine, password, RIGHT, address, clock=clock)
 
 
@@ -247,7 +248,8 @@ def test_upgrade_from_revision_0001_keeps_the_study(tmp_path: Path) -> None:
         assert "admin_sign_ins" not in inspect(engine).get_table_names()
         with engine.begin() as connection:  # a study imported by the old code
             connection.execute(text(
-                "INSERT INTO studies (name, question, instructions, allow_no_preference, is_open, invite_only,"
+                "INSERT INTO studies (name, question, instructions, allow_no_preference, is_open,"
+                " invite_only,"
                 " repeats, completion_code, seed, n_raters, package_root, fingerprint, manifest_json,"
                 " imported_at) VALUES ('old', 'q {label}', 'i', 0, 1, 0, 0, 'C', 1, 0, '/x', 'f', '{}',"
                 " '2026-11-01 00:00:00')"))

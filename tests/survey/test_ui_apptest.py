@@ -284,7 +284,8 @@ def test_admin_guessing_is_locked_out_at_the_sixth_attempt(tmp_path: Path, sqlit
     assert "locked. Try again in 1 min" in errors[1]
 
     sixth = sign_in(SECRET)  # the right password, during the lockout
-    assert [e.value for e in sixth.error] == ["Too many failed sign-ins: sign-in is locked. Try again in 59 s."]
+    locked = "Too many failed sign-ins: sign-in is locked. Try again in 59 s."
+    assert [e.value for e in sixth.error] == [locked]
     assert not sixth.metric and not sixth.table
     clock.advance(58)
     assert not sign_in(SECRET).metric  # still 1 s to wait
@@ -316,10 +317,12 @@ def test_admin_lockout_is_per_client_address(tmp_path: Path, sqlite_url: str, mo
 
 @pytest.mark.parametrize("password, words", [("short", "too short"), ("eleven char", "too short"),
                                              (admin_auth.DEMO_PASSWORD, "demo's published password")])
-def test_weak_admin_password_stops_the_app(tmp_path: Path, sqlite_url: str, monkeypatch, password, words):
+def test_weak_admin_password_stops_the_app(tmp_path: Path, sqlite_url: str, monkeypatch, caplog,
+                                           password, words):
     study = make_study(tmp_path, sqlite_url)
     monkeypatch.setenv("SURVEY_ADMIN_PASSWORD", password)
     monkeypatch.setenv("SURVEY_DEMO", "1")  # the flag alone is not the demo: the server is not on localhost
+    monkeypatch.setattr(ui_admin_setup, "_logged", set())  # as in a freshly started process
     admin = open_page(page="ui_pages/admin.py")
     [error] = [e.value for e in admin.error]
     assert words in error and "at least 12 characters" in error and "secrets.token_urlsafe" in error
@@ -327,6 +330,9 @@ def test_weak_admin_password_stops_the_app(tmp_path: Path, sqlite_url: str, monk
     rater = open_page({"study": study.name, "rater": "r1"})  # raters read only that it is unavailable
     assert [w.value for w in rater.warning] == [ui_admin_setup.UNAVAILABLE] and not rater.button
     assert service.rater_progress(get_engine(sqlite_url), study.name, "r1") is None
+    # the operator's terminal gets the full reason, once per process however many pages load
+    logged = [r.getMessage() for r in caplog.records if r.name == "survey.app"]
+    assert logged == [f"refusing to serve: {error}"]
 
 
 def test_demo_password_works_in_the_demo_on_localhost(tmp_path: Path, sqlite_url: str, monkeypatch):
