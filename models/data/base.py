@@ -8,8 +8,9 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from models.data.decode import load_train_crop
 from models.data.images import load_rgb
-from models.data.transforms import PilTransform, to_model_input
+from models.data.transforms import PilTransform, TrainCrop, to_model_input
 
 
 @dataclass
@@ -61,13 +62,25 @@ class SceneDataset(Dataset):
 
 
 class FileDataset(SceneDataset):
-    """Images listed as (path relative to `root`, label); ids are the relative POSIX paths."""
+    """Images listed as (path relative to `root`, label); ids are the relative POSIX paths.
+
+    Training items with a `TrainCrop` augmentation are cropped straight from the file, JPEGs decoded
+    at reduced size when the crop allows (`reduced_decode`, see models/data/decode.py); eval images
+    are always decoded at full size, so eval tensors and CAM samples stay exact."""
 
     def __init__(self, root: Path, items: list[tuple[str, int]], geometry: PilTransform,
-                 augment: PilTransform | None = None) -> None:
+                 augment: PilTransform | None = None, reduced_decode: bool = True) -> None:
         super().__init__(geometry, augment)
         self.root = Path(root)
         self.items = list(items)
+        self.reduced_decode = reduced_decode
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        if not isinstance(self.augment, TrainCrop):
+            return super().__getitem__(index)
+        relative, label = self.items[index]
+        image, _ = load_train_crop(self.root / relative, self.augment, self.reduced_decode)
+        return to_model_input([image])[0], label
 
     def __len__(self) -> int:
         return len(self.items)

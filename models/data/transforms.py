@@ -5,7 +5,9 @@ start from `Sample.image` and get exactly the tensor the eval dataset yields.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torchvision.transforms as T
@@ -34,7 +36,59 @@ def eval_geometry(size: int) -> PilTransform:
     return T.Compose([T.Resize(round(size / EVAL_CROP_FRACTION)), T.CenterCrop(size)])
 
 
-def train_augmentation(size: int, min_scale: float = 0.08) -> PilTransform:
+def train_augmentation(size: int, min_scale: float = 0.08) -> "TrainCrop":
     """Random resized crop and horizontal flip (torchvision's classification recipe)."""
-    return T.Compose([T.RandomResizedCrop(size, scale=(min_scale, 1.0), antialias=True),
-                      T.RandomHorizontalFlip()])
+    return TrainCrop(size, (min_scale, 1.0))
+
+
+def crop_box(width: int, height: int, scale: tuple[float, float] = (0.08, 1.0),
+             ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a random resized crop of a `width` x `height` image.
+
+    The same algorithm and the same torch RNG calls as `T.RandomResizedCrop.get_params`, but from the
+    size alone: a JPEG's size is in its header, so the crop can be chosen before decoding and the
+    decoder told how much resolution the crop needs (models/data/decode.py)."""
+    area = height * width
+    log_ratio = torch.log(torch.tensor(ratio))
+    for _ in range(10):
+        target_area = area * torch.empty(1).uniform_(scale[0], scale[1]).item()
+        aspect_ratio = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1])).item()
+        w = int(round(math.sqrt(target_area * aspect_ratio)))
+        h = int(round(math.sqrt(target_area / aspect_ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            top = torch.randint(0, height - h + 1, size=(1,)).item()
+            left = torch.randint(0, width - w + 1, size=(1,)).item()
+            return top, left, h, w
+    in_ratio = float(width) / float(height)  # fallback: the central crop, as torchvision does
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+@dataclass(frozen=True)
+class TrainCrop:
+    """RandomResizedCrop(size, scale, ratio) + RandomHorizontalFlip, as one picklable callable.
+
+    Called on a decoded image it is exactly torchvision's pair of transforms (same RNG calls, same
+    result). `models.data.decode.load_train_crop` applies the same crop to a file, decoding JPEGs
+    at reduced size when the crop allows it."""
+
+    size: int
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+
+    def box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        return crop_box(width, height, self.scale, self.ratio)
+
+    @staticmethod
+    def flip() -> bool:
+        return bool(torch.rand(1) < 0.5)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        top, left, height, width = self.box(*image.size)
+        image = TF.resized_crop(image, top, left, height, width, [self.size, self.size], antialias=True)
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if self.flip() else image
