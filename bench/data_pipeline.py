@@ -11,10 +11,11 @@
 3. Per core: one process, one torch thread, every path over the same images in interleaved chunks
    (the machine is shared; CPU time of this process is the clean measure, wall time is printed too):
      old        full-size PIL decode, RandomResizedCrop + flip, tensor (the path before issue 12)
-     reduced    the crop chosen from the header, JPEG decoded at 1/2^k scale (models/data/decode.py)
      tv-decode  torchvision.io.decode_jpeg (libjpeg-turbo, full size) + tensor crop: the alternative
-     prepared   the old path on the short-side-256 copy
-     prepared+reduced
+     reduced    the crop chosen from the header, JPEG decoded at 1/2^k scale (models/data/decode.py)
+     reduced+uint8  ... and uint8 out, normalised on the device: the training default now
+     prepared   the old path on the short-side-256 copy (models.data.prepare)
+     prepared+reduced+uint8  everything
 4. All cores: DataLoader with --workers processes over 2 epochs: the old loader (new workers every
    epoch) against the new one (`make_train_loader`: persistent workers, per-item seeding).
 Ratios are against the old path measured in the same run. `--loader-only` runs only step 4 for
@@ -47,8 +48,7 @@ from models.data.base import FileDataset  # noqa: E402  (after the path set-up a
 from models.data.loading import available_cores, make_train_loader  # noqa: E402
 from models.data.prepare import prepare  # noqa: E402
 from models.data.sun397 import load_sun397  # noqa: E402
-from models.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, TrainCrop, crop_box, eval_geometry,  # noqa: E402
-                                    to_model_input)
+from models.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainCrop, eval_geometry  # noqa: E402
 
 MARKER = "bench_data_pipeline.json"
 MIN_SIZE, MAX_SIZE = (300, 200), (1600, 1200)
@@ -187,14 +187,21 @@ def old_dataset(root: Path, items: list, size: int) -> FileDataset:
     return FileDataset(root, items, eval_geometry(size), augment=augment)
 
 
+def new_dataset(root: Path, items: list, size: int, uint8: bool = True) -> FileDataset:
+    """The training path now: crop from the header, reduced decoding, uint8 out (normalised on the device)."""
+    dataset = FileDataset(root, items, eval_geometry(size), augment=TrainCrop(size), reduced_decode=True)
+    dataset.uint8 = uint8
+    return dataset
+
+
 def paths(root: Path, prepared: Path, items: list, size: int) -> dict[str, torch.utils.data.Dataset]:
-    crop = TrainCrop(size)
     return {
         "old": old_dataset(root, items, size),
-        "reduced": FileDataset(root, items, eval_geometry(size), augment=crop, reduced_decode=True),
-        "tv-decode": TorchvisionDecode(root, items, crop),
+        "tv-decode": TorchvisionDecode(root, items, TrainCrop(size)),
+        "reduced": new_dataset(root, items, size, uint8=False),
+        "reduced+uint8": new_dataset(root, items, size),
         "prepared": old_dataset(prepared, items, size),
-        "prepared+reduced": FileDataset(prepared, items, eval_geometry(size), augment=crop, reduced_decode=True),
+        "prepared+reduced+uint8": new_dataset(prepared, items, size),
     }
 
 
@@ -268,9 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         train, val, *_ = load_sun397(root, 1, None, None, args.seed)
         items = train + val
         if args.loader_only:
-            crop = TrainCrop(args.size)
-            dataset = FileDataset(root, items, eval_geometry(args.size), augment=crop)
-            rate = new_loader_epochs(dataset, args.batch_size, workers, 2, args.seed)
+            rate = new_loader_epochs(new_dataset(root, items, args.size), args.batch_size, workers, 2, args.seed)
             print(f"new loader, {workers} workers, 2 epochs of {len(items)} images: {rate:.0f} img/s", flush=True)
             results["loader"] = {"workers": workers, "img_s": rate}
         else:
@@ -284,33 +289,30 @@ def main(argv: list[str] | None = None) -> int:
             old = rates["old"]["cpu_img_s"]
             print(f"\nper core ({args.size} px crops, 1 process, 1 torch thread, {len(items)} images x "
                   f"{args.rounds} interleaved rounds):")
-            print(f"{'path':18s} {'img/s (CPU time)':>17s} {'img/s (wall)':>13s} {'vs old':>8s}")
+            print(f"{'path':24s} {'img/s (CPU time)':>17s} {'img/s (wall)':>13s} {'vs old':>8s}")
             for name, rate in rates.items():
-                print(f"{name:18s} {rate['cpu_img_s']:17.1f} {rate['wall_img_s']:13.1f} "
+                print(f"{name:24s} {rate['cpu_img_s']:17.1f} {rate['wall_img_s']:13.1f} "
                       f"{rate['cpu_img_s'] / old:7.2f}x")
-            saved = 1 / old - 1 / rates["prepared+reduced"]["cpu_img_s"]
+            saved = 1 / old - 1 / rates["prepared+reduced+uint8"]["cpu_img_s"]
             print(f"prepare costs {prepare_s / (1 / old):.1f} epochs of the old path and saves "
                   f"{saved / (1 / old):.0%} of every later epoch: paid back after {prepare_s / saved:.1f} epochs")
             results["prepare_payback_epochs"] = prepare_s / saved
-            for name in ("reduced", "prepared+reduced"):
+            for name in ("reduced+uint8", "prepared+reduced+uint8"):
                 print(f"projection, 16 cores (15 workers) on the {name} path: "
                       f"{15 * rates[name]['cpu_img_s']:.0f} img/s (old path: {15 * old:.0f} img/s)")
-            crop = TrainCrop(args.size)
             print(f"\nall cores ({workers} workers, batch {args.batch_size}, 2 epochs of {len(items)} images):", flush=True)
             loaders = {
                 "old loader, old path": old_loader_epochs(old_dataset(root, items, args.size), args.batch_size,
                                                           workers, 2, args.seed),
-                "new loader, reduced path": new_loader_epochs(
-                    FileDataset(root, items, eval_geometry(args.size), augment=crop), args.batch_size, workers, 2,
-                    args.seed),
-                "new loader, prepared+reduced": new_loader_epochs(
-                    FileDataset(prepared, items, eval_geometry(args.size), augment=crop), args.batch_size, workers, 2,
-                    args.seed),
+                "new loader, reduced+uint8": new_loader_epochs(
+                    new_dataset(root, items, args.size), args.batch_size, workers, 2, args.seed),
+                "new loader, prepared+reduced+uint8": new_loader_epochs(
+                    new_dataset(prepared, items, args.size), args.batch_size, workers, 2, args.seed),
             }
             results["all_cores"] = {"workers": workers, **loaders}
             base = loaders["old loader, old path"]
             for name, rate in loaders.items():
-                print(f"{name:30s} {rate:8.1f} img/s {rate / base:7.2f}x")
+                print(f"{name:36s} {rate:8.1f} img/s {rate / base:7.2f}x")
         if args.json:
             args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Sampler
 from models.cli import DefaultsHelpFormatter, one_line
 from models.checkpoint import BEST_NAME, FORMAT, LAST_NAME, CheckpointError, read_checkpoint, save_checkpoint
 from models.data import BadImageError, add_data_arguments, build_datasets
-from models.data.loading import make_train_loader
+from models.data.loading import DeviceBatches, make_train_loader
 from models.distributed import Distributed, barrier, init_distributed, shutdown
 from models.engine import evaluate, train_one_epoch
 from models.factory import HEADS, build_model
@@ -185,6 +185,7 @@ class ShardSampler(Sampler[int]):
 def train_loader(dataset, args: argparse.Namespace, state: Distributed, device: torch.device) -> DataLoader:
     """The run's one loader (workers persist across epochs). Data order depends on (seed, epoch) and each
     image's augmentation on (seed, epoch, index), which is what makes --resume exact."""
+    dataset.uint8 = True  # workers ship uint8 images; DeviceBatches normalises them on the device
     return make_train_loader(dataset, batch_size=args.batch_size // state.world_size, seed=args.seed,
                              workers=args.workers, rank=state.rank, world_size=state.world_size,
                              pin_memory=device.type == "cuda")
@@ -354,7 +355,7 @@ def _run(args, parser, state: Distributed, device: torch.device) -> dict:
         seed_everything(epoch_seed(args.seed, epoch))
         loader.sampler.set_epoch(epoch)
         train_metrics = train_one_epoch(
-            trained, loader, optimizer, scheduler,
+            trained, DeviceBatches(loader, device), optimizer, scheduler,
             device=device, epoch=epoch, epochs=args.epochs, beta=args.beta if vib else 0.0,
             beta_warmup_epochs=args.beta_warmup_epochs, precision=precision, scaler=scaler, dist_state=state,
             progress=args.progress)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from models.data.transforms import normalise_batch
+
 PREFETCH_BATCHES = 2        # batches in flight per worker (float batches of 256 at 224 px are 154 MB)
 MAX_WORKERS = 32            # more worker processes than this only cost memory
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
@@ -115,3 +117,19 @@ def make_train_loader(dataset: Dataset, *, batch_size: int, seed: int, workers: 
     return DataLoader(SeededItems(dataset, seed), batch_size=batch_size, sampler=sampler, num_workers=workers,
                       drop_last=len(sampler) > batch_size, pin_memory=pin_memory,
                       generator=torch.Generator().manual_seed(seed), **extra)
+
+
+class DeviceBatches:
+    """A loader's batches moved to `device`, uint8 images normalised there (see `SceneDataset.uint8`)."""
+
+    def __init__(self, loader: DataLoader, device: torch.device) -> None:
+        self.loader = loader
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for images, labels in self.loader:
+            images = images.to(self.device, non_blocking=True)
+            yield (normalise_batch(images) if images.dtype == torch.uint8 else images), labels

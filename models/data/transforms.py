@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
@@ -29,6 +30,19 @@ def to_model_input(pil_images: Sequence[Image.Image]) -> Tensor:
     tensors = [TF.normalize(TF.to_tensor(image.convert("RGB")), IMAGENET_MEAN, IMAGENET_STD)
                for image in pil_images]
     return torch.stack(tensors)
+
+
+def to_uint8_tensor(image: Image.Image) -> Tensor:
+    """3 x H x W uint8 tensor of an image: what a worker ships when the device normalises (a quarter
+    of the bytes of a float tensor to pass between processes, pin and copy to the GPU)."""
+    return torch.from_numpy(np.array(image.convert("RGB"), np.uint8, copy=True)).permute(2, 0, 1).contiguous()
+
+
+def normalise_batch(images: Tensor) -> Tensor:
+    """B x 3 x H x W uint8 -> the float tensor `to_model_input` gives (same operations, same values)."""
+    mean = torch.as_tensor(IMAGENET_MEAN, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(IMAGENET_STD, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    return images.to(torch.float32).div(255).sub_(mean).div_(std)
 
 
 def eval_geometry(size: int) -> PilTransform:

@@ -181,6 +181,19 @@ def test_loader_augmentation_depends_on_seed_epoch_and_index_only() -> None:
     assert torch.equal(state, torch.get_rng_state())  # the caller's RNG (VIB noise) is left alone
 
 
+def test_uint8_batches_normalised_on_the_device_equal_the_float_path() -> None:
+    """Training workers ship uint8 images; DeviceBatches normalises them to the very same floats."""
+    scenes = SyntheticScenes(3, 32, 8, seed=0, split="train", augment=TrainCrop(32, (0.3, 1.0)))
+    floats = batches(make_train_loader(scenes, batch_size=4, seed=1, workers=0), 0)
+    scenes.uint8 = True
+    raw = make_train_loader(scenes, batch_size=4, seed=1, workers=0)
+    assert all(images.dtype == torch.uint8 for images in batches(raw, 0))
+    raw.sampler.set_epoch(0)
+    normalised = [images for images, _ in loading.DeviceBatches(raw, torch.device("cpu"))]
+    assert len(normalised) == len(floats) == 2
+    assert all(torch.equal(a, b) for a, b in zip(normalised, floats))
+
+
 def make_sun397_copy_source(root: Path) -> None:
     classes = ["/a/abbey", "/b/bakery/shop"]
     (root / "Partitions").mkdir(parents=True)
