@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--num-classes", type=int, default=397)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
+                        help="bf16 autocast + channels_last, or fp32 (for the script check on CPUs without bf16)")
     parser.add_argument("--steps", type=int, default=30, help="timed training steps per model")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     parser.add_argument("--budget-s", type=float, default=150.0, help="skip compiled runs that would overrun this")
@@ -62,7 +64,7 @@ def report(record: dict, path: Path | None) -> None:
 
 def train_rate(args: argparse.Namespace, head: str, compiled: bool, device: torch.device) -> dict:
     """img/s of full training steps (forward, CE + beta KL, backward, SGD) on one resident batch."""
-    precision = resolve_precision("bf16", device)
+    precision = resolve_precision(args.precision, device)
     torch.manual_seed(0)
     model = build_model(args.arch, args.num_classes, head).to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

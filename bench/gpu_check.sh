@@ -19,16 +19,18 @@ DEVICE=${GPU_CHECK_DEVICE:-cuda}
 OUT=${GPU_CHECK_OUT:-$(mktemp -d -t gpu-check-XXXXXX)}
 mkdir -p "$OUT"
 if [ "${GPU_CHECK_SMALL:-0}" = 1 ]; then
-  MODEL_ARGS=(--arch resnet18 --size 64 --batch-size 8 --steps 2 --warmup 1 --num-classes 10 --budget-s 600)
-  IMAGES=48; CLASSES=4; WORKERS=2; TRAIN_ARGS=(--arch resnet18 --image-size 64 --batch-size 8); DECODE_DEVICE=cpu
+  MODEL_ARGS=(--arch resnet18 --size 32 --batch-size 4 --steps 2 --warmup 1 --num-classes 10 --precision fp32
+              --budget-s 600)
+  IMAGES=24; CLASSES=4; WORKERS=2; DECODE_DEVICE=cpu; SLOW=4  # a script check: time limits x4
+  TRAIN_ARGS=(--arch resnet18 --image-size 32 --batch-size 4 --precision fp32)
 else
   MODEL_ARGS=(--budget-s 150)
-  IMAGES=1600; CLASSES=20; WORKERS=16; TRAIN_ARGS=(--batch-size 256); DECODE_DEVICE=$DEVICE
+  IMAGES=1600; CLASSES=20; WORKERS=16; TRAIN_ARGS=(--batch-size 256); DECODE_DEVICE=$DEVICE; SLOW=1
 fi
 : > "$OUT/steps.tsv"; : > "$OUT/results.jsonl"
 
 step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, record status and seconds
-  local name=$1 limit=$2; shift 2
+  local name=$1 limit=$(($2 * SLOW)); shift 2
   local started=$SECONDS status=ok
   echo "== $name (limit ${limit}s)"
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1 || status="FAILED (exit $?, see $OUT/$name.log)"

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from models.data.decode import load_train_crop
 from models.data.images import load_rgb
-from models.data.transforms import PilTransform, TrainCrop, to_model_input, to_uint8_tensor
+from models.data.transforms import PilTransform, TrainCrop, normalise_batch, to_model_input, to_uint8_tensor
 
 
 @dataclass
@@ -84,8 +84,8 @@ class FileDataset(SceneDataset):
         if not isinstance(self.augment, TrainCrop):
             return super().__getitem__(index)
         relative, label = self.items[index]
-        image, _ = load_train_crop(self.root / relative, self.augment, self.reduced_decode)
-        return self.to_tensor(image), label
+        pixels, _ = load_train_crop(self.root / relative, self.augment, self.reduced_decode)
+        return (pixels if self.uint8 else normalise_batch(pixels[None])[0]), label
 
     def __len__(self) -> int:
         return len(self.items)
