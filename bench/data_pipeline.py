@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--generate-only", action="store_true", help="only write the dataset (step 1)")
     parser.add_argument("--loader-only", action="store_true", help="only the new loader at --workers (step 4)")
+    parser.add_argument("--epochs", type=int, default=4, help="--loader-only: epochs to time")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     return parser
 
@@ -241,15 +242,24 @@ def old_loader_epochs(dataset, batch: int, workers: int, epochs: int, seed: int)
 
 
 def new_loader_epochs(dataset, batch: int, workers: int, epochs: int, seed: int) -> float:
+    """img/s of `make_train_loader` over `epochs` epochs, worker start-up included."""
+    return new_loader_rates(dataset, batch, workers, epochs, seed)[0]
+
+
+def new_loader_rates(dataset, batch: int, workers: int, epochs: int, seed: int) -> tuple[float, float]:
+    """(img/s over all epochs with worker start-up, img/s of the epochs after the first: steady state)."""
     loader = make_train_loader(dataset, batch_size=batch, seed=seed, workers=workers)
-    started, seen = time.perf_counter(), 0
+    started, seen, after_first = time.perf_counter(), 0, None
     for epoch in range(epochs):
         loader.sampler.set_epoch(epoch)
         for images, _ in loader:
             seen += len(images)
-    rate = seen / (time.perf_counter() - started)
+        if epoch == 0:
+            after_first, seen_first = time.perf_counter(), seen
+    ended = time.perf_counter()
     del loader
-    return rate
+    steady = (seen - seen_first) / (ended - after_first) if epochs > 1 else float("nan")
+    return seen / (ended - started), steady
 
 
 def environment() -> str:
@@ -275,9 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         train, val, *_ = load_sun397(root, 1, None, None, args.seed)
         items = train + val
         if args.loader_only:
-            rate = new_loader_epochs(new_dataset(root, items, args.size), args.batch_size, workers, 2, args.seed)
-            print(f"new loader, {workers} workers, 2 epochs of {len(items)} images: {rate:.0f} img/s", flush=True)
-            results["loader"] = {"workers": workers, "img_s": rate}
+            rate, steady = new_loader_rates(new_dataset(root, items, args.size), args.batch_size, workers,
+                                            args.epochs, args.seed)
+            print(f"new loader, {workers} workers, {args.epochs} epochs of {len(items)} images: {rate:.0f} img/s "
+                  f"with worker start-up, {steady:.0f} img/s after the first epoch", flush=True)
+            results["loader"] = {"workers": workers, "img_s": rate, "steady_img_s": steady, "epochs": args.epochs}
         else:
             prepared = Path(scratch) / "prepared-256"
             cpu = time.process_time()

@@ -72,7 +72,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                        help="check every image first and leave unreadable ones out (counted and reported)")
     group.add_argument("--full-decode", action="store_true",
                        help="decode training JPEGs at full size before cropping (default: at the smallest 1/2^k scale "
-                            "that still holds the crop; same crops, ~2-3x faster)")
+                            "that still holds the crop: same crops, ~1.9x faster per core, docs/benchmarks.md)")
     group.add_argument("--workers", type=workers_option, default="auto",
                        help="data-loading worker processes (0: in-process; auto: all cores of this process's share "
                             "but one with a GPU, a quarter of them on CPU; see docs/training.md)")
