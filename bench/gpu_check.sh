@@ -63,9 +63,9 @@ for r in rows:
     elif r["measure"] == "gpu_decode":
         decoder = "nvJPEG" if r["device"].startswith("cuda") else "libjpeg-turbo"
         print(f"| JPEG decode + crop on {r['device']} ({decoder}) | {r['img_s']:.0f} img/s | {r['images']} photo-sized JPEGs |")
-loader = out / "loader.json"
-if loader.is_file():
-    data = json.loads(loader.read_text())
+loader_file = out / "loader.json"
+if loader_file.is_file():
+    data = json.loads(loader_file.read_text())
     loader = data["loader"]
     print(f"| loader, {loader['workers']} workers, photo-sized JPEGs, 224 px | {loader['steady_img_s']:.0f} img/s "
           f"after the first epoch ({loader['img_s']:.0f} with worker start-up) | {data['environment']} |")
@@ -76,8 +76,8 @@ if metrics.is_file():
     print(f"| models.train, 1 epoch | {float(row['seconds']):.1f} s training, val top-1 {float(row['val_acc']):.3f} "
           f"| {config['environment']['device']}, {config['environment']['precision']}, workers {config['args']['workers']} |")
 gpu = max((r["img_s"] for r in rows if r["measure"] == "train" and "img_s" in r), default=None)
-if gpu and loader.is_file():
-    feed = json.loads(loader.read_text())["loader"]["steady_img_s"]
+if gpu and loader_file.is_file():
+    feed = json.loads(loader_file.read_text())["loader"]["steady_img_s"]
     verdict = "the loader keeps up" if feed >= gpu else "the GPU waits on the loader: use models.data.prepare"
     print(f"\nloader / fastest training rate = {feed:.0f} / {gpu:.0f} = {feed / gpu:.2f}: {verdict}")
 print("\n| step | status | seconds |\n|---|---|---|")
