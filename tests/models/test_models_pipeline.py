@@ -281,6 +281,18 @@ def test_eval_every_skips_evaluations_but_always_evaluates_the_last_epoch(tmp_pa
     assert rows[0]["loss"] != "" and float(rows[2]["val_acc"]) >= 0
 
 
+def test_accelerate_turns_on_cudnn_autotuning_and_needs_a_compiler_to_compile_on_cpu(monkeypatch) -> None:
+    model = torch.nn.Linear(2, 2)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    assert train_module.accelerate(model, argparse.Namespace(compile=False), torch.device("cpu")) is model
+    assert torch.backends.cudnn.benchmark is False
+    assert train_module.accelerate(model, argparse.Namespace(compile=False), torch.device("cuda")) is model
+    assert torch.backends.cudnn.benchmark is True
+    monkeypatch.setattr(train_module.shutil, "which", lambda name: None)
+    with pytest.raises(ValueError, match="C compiler"):
+        train_module.accelerate(model, argparse.Namespace(compile=True), torch.device("cpu"))
+
+
 @pytest.mark.slow
 def test_compiled_model_gives_the_eager_eval_logits() -> None:
     """--compile (torch.compile, inductor; on CPU it generates and builds C++ kernels) computes the same
