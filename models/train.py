@@ -193,7 +193,7 @@ def train_loader(dataset, args: argparse.Namespace, state: Distributed, device: 
 
 def eval_due(epoch: int, args: argparse.Namespace) -> bool:
     """--eval-every N: after epochs N, 2N, ... and always after the last one (epoch counts from 0)."""
-    return (epoch + 1) % max(1, args.eval_every) == 0 or epoch + 1 == args.epochs
+    return (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs
 
 
 def accelerate(model: torch.nn.Module, args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
@@ -276,6 +276,8 @@ def open_run(args, parser, state: Distributed) -> tuple[argparse.Namespace, Path
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {state.world_size} processes")
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.eval_every < 1:
+        raise ValueError(f"--eval-every must be >= 1, got {args.eval_every} (the last epoch is always evaluated)")
     return args, out, resumed
 
 

@@ -279,6 +279,7 @@ def test_eval_every_skips_evaluations_but_always_evaluates_the_last_epoch(tmp_pa
         rows = list(csv.DictReader(stream))
     assert [r["val_acc"] == "" for r in rows] == [True, False, False]
     assert rows[0]["loss"] != "" and float(rows[2]["val_acc"]) >= 0
+    assert train_main([*TINY, "--epochs", "1", "--eval-every", "0", "--out", str(tmp_path / "bad")]) == 1
 
 
 def test_accelerate_turns_on_cudnn_autotuning_and_needs_a_compiler_to_compile_on_cpu(monkeypatch) -> None:
