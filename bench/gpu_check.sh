@@ -42,7 +42,7 @@ step models 150 "$PY" bench/gpu_check.py models --device "$DEVICE" "${MODEL_ARGS
 step data 45 "$PY" bench/data_pipeline.py --out "$OUT/sun397-like" --images "$IMAGES" --classes "$CLASSES" --generate-only
 step decode 20 "$PY" bench/gpu_check.py decode --device "$DECODE_DEVICE" --data "$OUT/sun397-like" --json "$OUT/results.jsonl"
 step loader 30 "$PY" bench/data_pipeline.py --out "$OUT/sun397-like" --loader-only --workers "$WORKERS" \
-  --batch-size 128 --json "$OUT/loader.json"
+  --batch-size 128 --epochs 6 --json "$OUT/loader.json"
 step train 55 "$PY" -m models.train --data sun397 --data-root "$OUT/sun397-like" --epochs 1 --workers auto \
   --device "$DEVICE" --no-progress --out "$OUT/run" "${TRAIN_ARGS[@]}"
 
