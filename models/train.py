@@ -26,13 +26,14 @@ import numpy as np
 import torch
 import torchvision
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from models.cli import DefaultsHelpFormatter, one_line
 from models.checkpoint import BEST_NAME, FORMAT, LAST_NAME, CheckpointError, read_checkpoint, save_checkpoint
 from models.data import BadImageError, add_data_arguments, build_datasets
+from models.data.loading import DeviceBatches, make_train_loader
 from models.distributed import Distributed, barrier, init_distributed, shutdown
-from models.engine import evaluate, train_one_epoch, unwrap
+from models.engine import evaluate, train_one_epoch
 from models.factory import HEADS, build_model
 from models.precision import PRECISIONS, resolve_precision
 from models.resnet import ARCHS
@@ -40,7 +41,9 @@ from models.vib import EVAL_MODES, KL_REDUCTIONS
 
 METRIC_COLUMNS = ("epoch", "lr", "beta", "loss", "ce", "kl", "sigma", "train_acc", "val_acc", "val_top5",
                   "val_loss", "val_kl", "seconds")
-RUNTIME_ARGS = {"out", "resume", "workers", "device", "precision", "progress", "threads"}  # may change on --resume
+RUNTIME_ARGS = {"out", "resume", "workers", "device", "precision", "progress", "threads", "eval_every",
+                "compile"}  # may change on --resume
+NOT_EVALUATED = {"top1": None, "top5": None, "loss": None, "kl": None}  # --eval-every skipped this epoch
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.csv"
 
@@ -86,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto: bf16 on CUDA and on CPUs with native bf16 (checked at run time), else fp32")
     run.add_argument("--threads", type=int, default=0,
                      help="CPU threads for PyTorch (0: its default, one per core); 1 is fastest on a busy machine")
+    run.add_argument("--eval-every", type=int, default=1,
+                     help="evaluate after every N-th epoch (and always after the last); skipped epochs leave the "
+                          "val_* columns empty")
+    run.add_argument("--compile", action="store_true",
+                     help="torch.compile the training forward/backward (first steps compile for 1-3 min; "
+                          "on CPU it needs a C compiler)")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
     add_data_arguments(parser)
     return parser
@@ -173,16 +182,29 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
-def train_loader(dataset, args: argparse.Namespace, state: Distributed, epoch: int, device: torch.device):
-    """Data order and augmentation depend only on (seed, epoch), which is what makes --resume exact."""
-    sampler = DistributedSampler(dataset, num_replicas=state.world_size, rank=state.rank, shuffle=True,
-                                 seed=args.seed)
-    sampler.set_epoch(epoch)
-    per_process = args.batch_size // state.world_size
-    generator = torch.Generator().manual_seed(epoch_seed(args.seed, epoch))
-    return DataLoader(dataset, batch_size=per_process, sampler=sampler, num_workers=args.workers,
-                      generator=generator, drop_last=len(sampler) > per_process,
-                      pin_memory=device.type == "cuda")
+def train_loader(dataset, args: argparse.Namespace, state: Distributed, device: torch.device) -> DataLoader:
+    """The run's one loader (workers persist across epochs). Data order depends on (seed, epoch) and each
+    image's augmentation on (seed, epoch, index), which is what makes --resume exact."""
+    dataset.uint8 = True  # workers ship uint8 images; DeviceBatches normalises them on the device
+    return make_train_loader(dataset, batch_size=args.batch_size // state.world_size, seed=args.seed,
+                             workers=args.workers, rank=state.rank, world_size=state.world_size,
+                             pin_memory=device.type == "cuda")
+
+
+def eval_due(epoch: int, args: argparse.Namespace) -> bool:
+    """--eval-every N: after epochs N, 2N, ... and always after the last one (epoch counts from 0)."""
+    return (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs
+
+
+def accelerate(model: torch.nn.Module, args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+    """cuDNN autotuning on CUDA (fixed input sizes), and torch.compile with --compile."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if not args.compile:
+        return model
+    if device.type == "cpu" and not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")):
+        raise ValueError("--compile on CPU needs a C compiler (gcc or clang) on PATH; install one or drop --compile")
+    return torch.compile(model)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -254,6 +276,8 @@ def open_run(args, parser, state: Distributed) -> tuple[argparse.Namespace, Path
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {state.world_size} processes")
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.eval_every < 1:
+        raise ValueError(f"--eval-every must be >= 1, got {args.eval_every} (the last epoch is always evaluated)")
     return args, out, resumed
 
 
@@ -279,9 +303,9 @@ def metrics_row(epoch: int, train: dict, val: dict) -> dict:
 
 def report_epoch(row: dict, epochs: int, vib: bool) -> None:
     kl = f" kl {row['kl']:.1f} sigma {row['sigma']:.3f}" if vib else ""
+    val = "" if row["val_acc"] is None else f" val {row['val_acc']:.3f} top5 {row['val_top5']:.3f}"
     print(f"epoch {row['epoch']}/{epochs}: loss {row['loss']:.3f} (ce {row['ce']:.3f}{kl}) "
-          f"train {row['train_acc']:.3f} val {row['val_acc']:.3f} top5 {row['val_top5']:.3f} "
-          f"lr {row['lr']:.4f} {row['seconds']:.0f}s", flush=True)
+          f"train {row['train_acc']:.3f}{val} lr {row['lr']:.4f} {row['seconds']:.0f}s", flush=True)
 
 
 def _run(args, parser, state: Distributed, device: torch.device) -> dict:
@@ -298,7 +322,8 @@ def _run(args, parser, state: Distributed, device: torch.device) -> dict:
     if precision.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, args)
-    steps_per_epoch = len(train_loader(datasets.train, args, state, 0, device))
+    loader = train_loader(datasets.train, args, state, device)
+    steps_per_epoch = len(loader)
     warmup_epochs = args.warmup_epochs if args.warmup_epochs is not None else round(0.05 * args.epochs)
     warmup_steps, total_steps = round(warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup_steps, total_steps))
@@ -309,6 +334,7 @@ def _run(args, parser, state: Distributed, device: torch.device) -> dict:
                                               out / LAST_NAME)
     trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if state.enabled else model
+    trained = accelerate(trained, args, device)
     val_loader = DataLoader(datasets.val, batch_size=max(1, args.batch_size // state.world_size),
                             sampler=ShardSampler(len(datasets.val), state), num_workers=args.workers,
                             pin_memory=device.type == "cuda")
@@ -329,19 +355,20 @@ def _run(args, parser, state: Distributed, device: torch.device) -> dict:
     started = time.perf_counter()
     for epoch in range(start_epoch, args.epochs):
         seed_everything(epoch_seed(args.seed, epoch))
+        loader.sampler.set_epoch(epoch)
         train_metrics = train_one_epoch(
-            trained, train_loader(datasets.train, args, state, epoch, device), optimizer, scheduler,
+            trained, DeviceBatches(loader, device), optimizer, scheduler,
             device=device, epoch=epoch, epochs=args.epochs, beta=args.beta if vib else 0.0,
             beta_warmup_epochs=args.beta_warmup_epochs, precision=precision, scaler=scaler, dist_state=state,
             progress=args.progress)
-        val_metrics = evaluate(trained, val_loader, device=device, precision=precision, dist_state=state,
-                               progress=args.progress)
+        val_metrics = evaluate(model, val_loader, device=device, precision=precision, dist_state=state,
+                               progress=args.progress) if eval_due(epoch, args) else NOT_EVALUATED
         rows.append(metrics_row(epoch + 1, train_metrics, val_metrics))
-        improved = rows[-1]["val_acc"] > best_acc
-        best_acc = max(best_acc, rows[-1]["val_acc"])
+        improved = rows[-1]["val_acc"] is not None and rows[-1]["val_acc"] > best_acc
+        best_acc = max(best_acc, rows[-1]["val_acc"]) if improved else best_acc
         if state.is_main:
             save_checkpoint({
-                "format": FORMAT, "model": unwrap(trained).state_dict(), "optimizer": optimizer.state_dict(),
+                "format": FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                 "epoch": epoch + 1, "epochs": args.epochs, "args": config["args"], "arch": args.arch,
                 "head": args.head, "num_classes": num_classes, "class_names": datasets.class_names,
@@ -355,7 +382,7 @@ def _run(args, parser, state: Distributed, device: torch.device) -> dict:
         barrier(state)
     if state.is_main:
         minutes = (time.perf_counter() - started) / 60
-        best_epoch = max(rows, key=lambda r: r["val_acc"])["epoch"]
+        best_epoch = max((r for r in rows if r["val_acc"] is not None), key=lambda r: r["val_acc"])["epoch"]
         print(f"done in {minutes:.1f} min: val top-1 {rows[-1]['val_acc']:.3f} (best {best_acc:.3f} at epoch "
               f"{best_epoch}), top-5 {rows[-1]['val_top5']:.3f}; run folder {out}", flush=True)
     return rows[-1]

@@ -8,8 +8,9 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from models.data.decode import load_train_crop
 from models.data.images import load_rgb
-from models.data.transforms import PilTransform, to_model_input
+from models.data.transforms import PilTransform, TrainCrop, normalise_batch, to_model_input, to_uint8_tensor
 
 
 @dataclass
@@ -26,12 +27,17 @@ class SceneDataset(Dataset):
     """Base class: subclasses say how to load image `i` (`load`); this class applies the transforms.
 
     With `augment` set (training), `ds[i]` uses the random augmentation; otherwise it is exactly
-    `to_model_input([ds.sample(i).image])[0]`.
+    `to_model_input([ds.sample(i).image])[0]`. With `uint8` set, `ds[i]` returns the 3 x H x W uint8
+    image instead, for the training loop to normalise on the device (`normalise_batch`).
     """
 
     def __init__(self, geometry: PilTransform, augment: PilTransform | None = None) -> None:
         self.geometry = geometry
         self.augment = augment
+        self.uint8 = False
+
+    def to_tensor(self, image: Image.Image) -> Tensor:
+        return to_uint8_tensor(image) if self.uint8 else to_model_input([image])[0]
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -55,19 +61,31 @@ class SceneDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         if self.augment is None:
             sample = self.sample(index)
-            return to_model_input([sample.image])[0], sample.label
+            return self.to_tensor(sample.image), sample.label
         raw = self.load(index)
-        return to_model_input([self.augment(raw.image)])[0], raw.label
+        return self.to_tensor(self.augment(raw.image)), raw.label
 
 
 class FileDataset(SceneDataset):
-    """Images listed as (path relative to `root`, label); ids are the relative POSIX paths."""
+    """Images listed as (path relative to `root`, label); ids are the relative POSIX paths.
+
+    Training items with a `TrainCrop` augmentation are cropped straight from the file, JPEGs decoded
+    at reduced size when the crop allows (`reduced_decode`, see models/data/decode.py); eval images
+    are always decoded at full size, so eval tensors and CAM samples stay exact."""
 
     def __init__(self, root: Path, items: list[tuple[str, int]], geometry: PilTransform,
-                 augment: PilTransform | None = None) -> None:
+                 augment: PilTransform | None = None, reduced_decode: bool = True) -> None:
         super().__init__(geometry, augment)
         self.root = Path(root)
         self.items = list(items)
+        self.reduced_decode = reduced_decode
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        if not isinstance(self.augment, TrainCrop):
+            return super().__getitem__(index)
+        relative, label = self.items[index]
+        pixels, _ = load_train_crop(self.root / relative, self.augment, self.reduced_decode)
+        return (pixels if self.uint8 else normalise_batch(pixels[None])[0]), label
 
     def __len__(self) -> int:
         return len(self.items)
