@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/train_step.py [--arch resnet50 --image-size 128 --batch-size 8 --reps 15 --threads 1]
     .venv/bin/python bench/train_step.py --precision bf16    # bf16 autocast (fast only with native bf16)
+    .venv/bin/python bench/train_step.py --attention-kernel sdpa   # the fp32 attention kernel anywhere
     .venv/bin/python bench/train_step.py --smoke             # a few seconds: does it still run?
 
 Both models are timed alternately (the order flips every repetition) and compared by medians, so
@@ -15,6 +16,7 @@ Targets: training step <= 1.10x, eval forward <= 1.02x.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -27,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import add_smoke_flag, print_header  # noqa: E402  (after the path set-up above)
 from models import build_model  # noqa: E402
-from models.channel_attention import context_kernel  # noqa: E402
+from models.channel_attention import KERNEL_ENV, KERNELS, context_kernel  # noqa: E402
 from models.engine import vib_loss  # noqa: E402
 from models.precision import resolve_precision  # noqa: E402
 
@@ -49,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torch threads (0: PyTorch's default); 1 keeps timings clean on a shared machine")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
                         help="autocast of the backbone for both models (the VIB branch picks its own kernel)")
+    parser.add_argument("--attention-kernel", choices=("auto", *KERNELS), default="auto",
+                        help="VIB attention kernel (models/channel_attention.py); auto: bf16-backward where "
+                             "the CPU has native bf16, else sdpa")
     add_smoke_flag(parser)
     return parser
 
@@ -67,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args([*SMOKE, *(argv if argv is not None else sys.argv[1:])])
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.attention_kernel != "auto":
+        os.environ[KERNEL_ENV] = args.attention_kernel
     print_header("training step, VIB against baseline (bench/train_step.py)")
     device = torch.device("cpu")
     precision = resolve_precision(args.precision, device)
