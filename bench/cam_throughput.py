@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             return postprocess(batch.maps, size)
 
         def torchcam_map():
-            with ReferenceCAM(model, target_layer="features", fc_layer="fc", input_shape=(3, *size)) as extractor:
+            hooks = ReferenceCAM(model, target_layer="features", fc_layer="fc", input_shape=(3, *size))
+            with hooks as extractor:
                 with torch.no_grad(), autocast():
                     model(x)
                 maps = extractor(class_idx=labels.tolist(), normalized=True)[0]
@@ -201,18 +202,21 @@ def main(argv: list[str] | None = None) -> int:
                  median[f"ours: CAM map [{p}]"] / median[f"torchcam CAM map [{p}]"], 1.0),
             ]
         ratios += [
-            ("ours Grad-CAM vs pytorch-grad-cam [fp32]", median["ours: Grad-CAM map [fp32]"] / reference, 3.0),
+            ("ours Grad-CAM vs pytorch-grad-cam [fp32]",
+             median["ours: Grad-CAM map [fp32]"] / reference, 3.0),
             ("ours CAM vs pytorch-grad-cam [fp32]", median["ours: CAM map [fp32]"] / reference, 3.0),
         ]
         print(f"\nratios by {'the wall clock' if clock == 'wall' else 'CPU time'}:")
         for name, ratio, target in ratios:
-            print(f"{name:48s} {ratio:6.2f}x  (target >= {target:g}x: {'met' if ratio >= target else 'NOT met'})")
+            verdict = "met" if ratio >= target else "NOT met"
+            print(f"{name:48s} {ratio:6.2f}x  (target >= {target:g}x: {verdict})")
         if use_bf16:
+            best = median["ours: Grad-CAM map [bf16]"] / reference
             print(f"{'ours Grad-CAM [bf16] vs pytorch-grad-cam [fp32]':48s} "
-                  f"{median['ours: Grad-CAM map [bf16]'] / reference:6.2f}x  (each at its best; information only)")
+                  f"{best:6.2f}x  (each at its best; information only)")
         for p in precisions:
-            print(f"(PNG encoding, information only: CAM + render + PNG at "
-                  f"{median[f'ours: CAM + render + PNG [{p}]'] / median[f'forward only [{p}]']:.2f}x forward only [{p}])")
+            png = median[f"ours: CAM + render + PNG [{p}]"] / median[f"forward only [{p}]"]
+            print(f"(PNG encoding, information only: CAM + render + PNG at {png:.2f}x forward only [{p}])")
     return 0
 
 

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reps", type=int, default=15, help="timed repetitions per model and measurement")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (0: PyTorch's default); 1 keeps timings clean on a shared machine")
+                        help="torch threads (0: PyTorch's default); "
+                             "1 keeps timings clean on a shared machine")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
                         help="autocast of the backbone for both models (the VIB branch picks its own kernel)")
     parser.add_argument("--attention-kernel", choices=("auto", *KERNELS), default="auto",
