@@ -30,7 +30,7 @@ venv-dev: $(VENV)/.dev ## Create .venv with runtime and test dependencies
 system-deps: ## Install Debian's chromium and postgresql for the browser and PostgreSQL tests (root only)
 	@bash tests/install_system_deps.sh
 
-test: venv-dev system-deps ## Run the whole test suite (about 5 minutes on 2 cores once .venv exists)
+test: venv-dev system-deps ## Run the whole test suite (about 6 minutes on 2 cores once .venv exists)
 	$(PY) -m pytest
 
 demo: venv ## The main job: train, make CAM pairs, open the survey on http://localhost:8501
@@ -44,7 +44,7 @@ report: venv ## Write the analysis report of the demo study and print where it i
 	$(PY) -m analysis.report --db $(DB) --study demo --out reports/demo --metrics studies/demo-metrics/metrics.csv --min-response-ms 0
 
 bench: venv-dev system-deps ## Run every benchmark in bench/ (prints ratios against a same-run baseline)
-	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean: ## Remove generated data, runs, studies and reports (keeps .venv)
 	rm -rf data runs studies reports

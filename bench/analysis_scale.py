@@ -1,6 +1,7 @@
 """Analysis scale: time `analysis.report` (mixed models aside) on 10k, 100k and 1M simulated votes.
 
     .venv/bin/python bench/analysis_scale.py [--sizes 10000 100000 1000000] [--bootstrap 2000]
+    .venv/bin/python bench/analysis_scale.py --smoke    # 10k votes, 100 replicates: does it still run?
 
 Each size is a crossed study (contract D) written as a votes CSV, then loaded, analysed and
 rendered exactly as `python -m analysis.report --no-mixed` does. Prints seconds per phase and the
@@ -19,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.exclusions import ExclusionRules  # noqa: E402
+from bench._common import add_smoke_flag, print_header  # noqa: E402
 from analysis.load import load_votes, save_votes_csv  # noqa: E402
 from analysis.report import write_report  # noqa: E402
 from analysis.simulate import simulate_votes  # noqa: E402
@@ -26,6 +28,7 @@ from analysis.summary import AnalysisOptions, run_analysis  # noqa: E402
 
 #: votes -> (raters, items): both grow, as when a study gets more images and more people.
 DESIGNS = {10_000: (100, 100), 100_000: (400, 250), 1_000_000: (1000, 1000)}
+SMOKE = ["--sizes", "10000", "--bootstrap", "100", "--repeat", "1"]
 
 
 def time_report(csv: Path, out: Path, options: AnalysisOptions) -> dict[str, float]:
@@ -43,14 +46,18 @@ def time_report(csv: Path, out: Path, options: AnalysisOptions) -> dict[str, flo
     return times
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=sorted(DESIGNS), choices=sorted(DESIGNS))
     parser.add_argument(
         "--bootstrap", type=int, default=2000, help="bootstrap replicates (as the report's default)"
     )
     parser.add_argument("--repeat", type=int, default=2, help="runs per size below 1M (best is kept)")
-    args = parser.parse_args()
+    add_smoke_flag(parser)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args = parser.parse_args([*SMOKE, *(argv if argv is not None else sys.argv[1:])])
+    print_header("analysis scale (bench/analysis_scale.py)")
     options = AnalysisOptions(replicates=args.bootstrap, mixed=False)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,7 @@ The two raters click alternately (A B, B A, ...) so that both see the same load 
 Target (issue 4): median <= 300 ms.
 
     .venv/bin/python bench/survey_click.py [--clicks 20]
+    .venv/bin/python bench/survey_click.py --smoke    # 2 clicks each: does it still run?
 """
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, print_header  # noqa: E402
+
 TARGET_MS = 300.0
+SMOKE = ["--clicks", "2"]
 
 # Installed in the page before it loads. Setting window.__expect = {text, previous} arms it; the next
 # click starts a requestAnimationFrame loop *inside the page* that notes the first frame showing the
@@ -117,13 +121,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clicks", type=int, default=20, help="pairs answered per run (default 20)")
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args = parser.parse_args([*SMOKE, *(argv if argv is not None else sys.argv[1:])])
+    if args.clicks < 2:
+        parser.error("--clicks must be >= 2 (the percentiles need two delays)")
     from tests.survey.ui_browser import chromium_available
 
+    print_header("click to next pair (bench/survey_click.py)")
     if not chromium_available():
         print("error: chromium not found; install it with `make system-deps` (apt-get install chromium)",
               file=sys.stderr)
-        return 2
+        return MISSING_SYSTEM_DEPENDENCY
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (the machine is shared)")
     with tempfile.TemporaryDirectory(prefix="survey-click-") as tmp:
         results = measure(args.clicks, Path(tmp))

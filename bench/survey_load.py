@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/survey_load.py [--raters 32] [--items 20] [--think-s 1.0]
                                           [--backends sqlite,postgresql]
+    .venv/bin/python bench/survey_load.py --smoke     # 2 raters x 4 votes, no pauses: does it still run?
 
 Per backend, three runs on the same study:
   baseline  ONE rater alone, pausing --think-s (mean) before each click: uncontended latency;
@@ -25,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import add_smoke_flag, print_header  # noqa: E402
 from survey.db import dispose_engines, get_engine, sqlite_synchronous  # noqa: E402
 from survey.importer import import_package  # noqa: E402
 from survey.sample_package import make_sample_package  # noqa: E402
@@ -33,6 +35,7 @@ from survey.testing_load import run_raters  # noqa: E402
 
 P99_TARGET_MS = 50.0
 KINDS = ("baseline", "load", "capacity")
+SMOKE = ["--raters", "2", "--items", "2", "--think-s", "0"]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -112,12 +115,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="mean pause before each click, uniform 0.5x-1.5x "
                              "(default 1.0 s; people take longer)")
     parser.add_argument("--backends", default="sqlite,postgresql", help="comma list of sqlite, postgresql")
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args = parser.parse_args([*SMOKE, *(argv if argv is not None else sys.argv[1:])])
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if set(backends) - {"sqlite", "postgresql"} or args.raters < 1 or args.items < 2 or args.think_s < 0:
         print("error: --backends takes sqlite and/or postgresql; --raters >= 1, --items >= 2, --think-s >= 0",
               file=sys.stderr)
         return 2
+    print_header("survey load (bench/survey_load.py)")
     per_rater = args.items + 2
     results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="survey-load-") as tmp, ExitStack() as stack:

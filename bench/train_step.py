@@ -1,16 +1,22 @@
 """Seconds per training step and per eval forward, VIB against baseline, measured in the same run.
 
     .venv/bin/python bench/train_step.py [--arch resnet50 --image-size 128 --batch-size 8 --reps 15 --threads 1]
+    .venv/bin/python bench/train_step.py --precision bf16    # bf16 autocast (fast only with native bf16)
+    .venv/bin/python bench/train_step.py --attention-kernel sdpa   # the fp32 attention kernel anywhere
+    .venv/bin/python bench/train_step.py --smoke             # a few seconds: does it still run?
 
 Both models are timed alternately (the order flips every repetition) and compared by medians, so
 load from other processes hits both alike. Each step is timed twice: wall clock, and CPU time of
 this process (`time.process_time`), which other jobs on a shared machine do not inflate; with
 `--threads 1` the CPU time is the cleanest measure of the work done.
+The printout names the attention kernel the VIB branch used (models/channel_attention.py: fp32
+fused attention, or a bf16 backward where the CPU has native bf16).
 Targets: training step <= 1.10x, eval forward <= 1.02x.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -21,11 +27,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import build_model  # noqa: E402  (after the path set-up above)
+from bench._common import add_smoke_flag, print_header  # noqa: E402  (after the path set-up above)
+from models import build_model  # noqa: E402
+from models.channel_attention import KERNEL_ENV, KERNELS, context_kernel  # noqa: E402
 from models.engine import vib_loss  # noqa: E402
 from models.precision import resolve_precision  # noqa: E402
 
 TRAIN_TARGET, EVAL_TARGET = 1.10, 1.02
+SMOKE = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "2", "--num-classes", "4",
+         "--reps", "2", "--warmup", "1"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reps", type=int, default=15, help="timed repetitions per model and measurement")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (0: PyTorch's default); 1 keeps timings clean on a shared machine")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32")
+                        help="torch threads (0: PyTorch's default); "
+                             "1 keeps timings clean on a shared machine")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
+                        help="autocast of the backbone for both models (the VIB branch picks its own kernel)")
+    parser.add_argument("--attention-kernel", choices=("auto", *KERNELS), default="auto",
+                        help="VIB attention kernel (models/channel_attention.py); auto: bf16-backward where "
+                             "the CPU has native bf16, else sdpa")
+    add_smoke_flag(parser)
     return parser
 
 
@@ -51,9 +67,15 @@ def timed(step: Callable[[], None]) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args = parser.parse_args([*SMOKE, *(argv if argv is not None else sys.argv[1:])])
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.attention_kernel != "auto":
+        os.environ[KERNEL_ENV] = args.attention_kernel
+    print_header("training step, VIB against baseline (bench/train_step.py)")
     device = torch.device("cpu")
     precision = resolve_precision(args.precision, device)
     torch.manual_seed(0)
@@ -85,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         return step
 
     print(f"{args.arch}, {args.image_size} px, batch {args.batch_size}, {args.num_classes} classes, CPU, "
-          f"{torch.get_num_threads()} threads, {precision.name}; {args.reps} alternating repetitions")
+          f"{torch.get_num_threads()} threads, {precision.name}; {args.reps} alternating repetitions; "
+          f"VIB attention kernel: {context_kernel(device)}")
     def head_only() -> Callable[[], None]:
         """The VIB branch by itself (attention, noise, fc, KL; forward and backward) on layer-4 maps."""
         vib = models["vib"].train()

@@ -73,14 +73,13 @@ class ChannelAttentionSigma(nn.Module):
         return torch.softmax(torch.bmm(x * self.log_temperature.exp(), x.transpose(1, 2)), -1)
 
     def context(self, feature_maps: Tensor, mu: Tensor) -> Tensor:
-        """A mu (B x C), as fused attention: queries = keys = standardised channels, values = mu.
+        """A mu (B x C) without building A in fp32: queries = keys = standardised channels, values = mu.
 
-        scaled_dot_product_attention never builds the B x C x C matrix (C = 2048 for ResNet-50),
-        which makes the branch ~3x cheaper on CPU. Its fused kernel wants values as wide as the
-        keys, so mu is zero-padded to N columns and only the first one is kept."""
-        x = self.standardised(feature_maps).unsqueeze(1)
-        values = F.pad(mu.float()[:, None, :, None], (0, x.shape[-1] - 1))
-        return F.scaled_dot_product_attention(x * self.log_temperature.exp(), x, values, scale=1.0)[:, 0, :, 0]
+        models.channel_attention picks the kernel: fused fp32 attention (GPUs, CPUs without native
+        bf16) or, for training on CPUs with native bf16, an fp32 forward whose backward runs in bf16."""
+        from models.channel_attention import attended_context  # local: this change stays inside context()
+
+        return attended_context(self.standardised(feature_maps), mu, self.log_temperature)
 
     def forward(self, feature_maps: Tensor, mu: Tensor) -> Tensor:
         with torch.autocast(feature_maps.device.type, enabled=False):  # softmax and log sigma want fp32

@@ -1,0 +1,47 @@
+"""Every bench/*.py runs, the way users run it, with `--smoke` (tiny sizes, a few seconds).
+
+Benchmarks are found by globbing, so a new one is covered the day it lands, and must keep the contract
+in docs/benchmarks.md: accept `--smoke`, exit 0, print the machine header (CPU capability and native
+bf16), or exit 77 when a system tool is missing (a skip locally, a failure in CI: tests/support.py).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench._common import MISSING_SYSTEM_DEPENDENCY
+from tests.support import require
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHES = sorted(path for path in (ROOT / "bench").glob("*.py") if not path.name.startswith("_"))
+TIMEOUT_S = 300  # generous: the 2 shared cores can be 10x oversubscribed; smoke runs take seconds idle
+
+
+def test_the_known_benchmarks_are_found() -> None:
+    names = {path.name for path in BENCHES}
+    assert {"analysis_scale.py", "cam_throughput.py", "survey_click.py", "survey_load.py",
+            "train_step.py"} <= names
+
+
+#: markers for the known benchmarks that need a system service (new ones get none until added here)
+MARKS = {"survey_click": [pytest.mark.browser], "survey_load": [pytest.mark.postgres]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "bench", [pytest.param(path, id=path.stem, marks=MARKS.get(path.stem, [])) for path in BENCHES])
+def test_benchmark_runs_with_smoke_flag(bench: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run([sys.executable, str(bench), "--smoke"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=TIMEOUT_S)
+    output = result.stdout + result.stderr
+    if result.returncode == MISSING_SYSTEM_DEPENDENCY:
+        require(False, f"{bench.name} --smoke: {output.strip().splitlines()[-1]}")
+    assert result.returncode == 0, f"{bench.name} --smoke exited {result.returncode}:\n{output[-4000:]}"
+    assert "CPU capability" in result.stdout and "native bf16: " in result.stdout, (
+        f"{bench.name} must print bench._common.machine_header():\n{result.stdout[-2000:]}")
+    assert "Traceback" not in output, output[-4000:]
