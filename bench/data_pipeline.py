@@ -50,6 +50,8 @@ from models.data.prepare import prepare  # noqa: E402
 from models.data.sun397 import load_sun397  # noqa: E402
 from models.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainCrop, eval_geometry  # noqa: E402
 
+from bench._common import add_smoke_flag, print_header  # noqa: E402
+
 MARKER = "bench_data_pipeline.json"
 MIN_SIZE, MAX_SIZE = (300, 200), (1600, 1200)
 ASPECTS = (4 / 3, 4 / 3, 3 / 2, 16 / 9, 1.0, 3 / 4, 2 / 3)
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loader-only", action="store_true", help="only the new loader at --workers (step 4)")
     parser.add_argument("--epochs", type=int, default=4, help="--loader-only: epochs to time")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    add_smoke_flag(parser)
     return parser
 
 
@@ -271,7 +274,10 @@ def environment() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.smoke:
+        args.images, args.classes, args.rounds, args.workers, args.batch_size = 12, 3, 1, 1, 4
     workers = args.workers or available_cores()
+    print_header("decoded + augmented training images/s (bench/data_pipeline.py)")
     print(environment(), flush=True)
     results: dict = {"environment": environment(), "size": args.size}
     with tempfile.TemporaryDirectory(prefix="bench-data-") as scratch:

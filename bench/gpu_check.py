@@ -28,11 +28,13 @@ from models import build_model  # noqa: E402  (after the path set-up above)
 from models.engine import vib_loss  # noqa: E402
 from models.precision import resolve_precision  # noqa: E402
 
+from bench._common import add_smoke_flag, print_header  # noqa: E402
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("what", choices=("models", "decode"))
+    parser.add_argument("what", choices=("models", "decode"), nargs="?", default="models")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--arch", default="resnet50")
     parser.add_argument("--size", type=int, default=224)
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=None, help="decode: a folder of JPEGs (searched recursively)")
     parser.add_argument("--images", type=int, default=512, help="decode: JPEGs to decode per pass")
     parser.add_argument("--json", type=Path, default=None, help="append the measurements here (JSON lines)")
+    add_smoke_flag(parser)
     return parser
 
 
@@ -157,6 +160,10 @@ def decode_check(args: argparse.Namespace, device: torch.device) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.smoke:  # the eager models check on a CPU at toy size; compiled runs are skipped (no budget)
+        args.what, args.device, args.arch, args.size, args.batch_size = "models", "cpu", "resnet18", 32, 4
+        args.num_classes, args.precision, args.steps, args.warmup, args.budget_s = 10, "fp32", 2, 1, 0.0
+    print_header("GPU check, Python part (bench/gpu_check.py)")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: no GPU visible; use --device cpu (with small sizes) to test the script itself")

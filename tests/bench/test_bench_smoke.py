@@ -45,3 +45,13 @@ def test_benchmark_runs_with_smoke_flag(bench: Path, tmp_path: Path) -> None:
     assert "CPU capability" in result.stdout and "native bf16: " in result.stdout, (
         f"{bench.name} must print bench._common.machine_header():\n{result.stdout[-2000:]}")
     assert "Traceback" not in output, output[-4000:]
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "bench").glob("*.sh")), ids=lambda path: path.name)
+def test_shell_benchmarks_parse(script: Path) -> None:
+    """The device check (bench/gpu_check.sh) needs a GPU to run; here at least bash must accept it, and
+    every Python step it calls must exist (the Python parts have their own --smoke run above)."""
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for called in {word for word in script.read_text().split() if word.startswith("bench/") and word.endswith(".py")}:
+        assert (ROOT / called).is_file(), f"{script.name} calls {called}, which does not exist"
