@@ -67,7 +67,8 @@ TARGETS: dict[str, Target] = {
     ),
     "package": Target(
         files=["survey/package.py"],
-        tests=["tests/survey/test_survey_package.py", "tests/survey/test_survey_package_paths.py"],
+        tests=["tests/survey/test_survey_package.py", "tests/survey/test_survey_package_paths.py",
+               "tests/survey/test_survey_package_details.py"],
         note="study-package validator",
     ),
     "votes": Target(
