@@ -233,3 +233,44 @@ def test_percentile_interval_is_the_numpy_quantile_of_finite_replicates(confiden
     )
     assert percentile_interval(np.array([np.nan, np.nan]), confidence) is None
     assert percentile_interval(np.array([0.25]), confidence) == [0.25, 0.25]
+
+
+# --------------------------------------------------------- items: details found by mutation testing
+def test_unanimous_items_have_intervals_that_touch_0_and_1_exactly() -> None:
+    n = np.arange(1, 400)
+    for confidence in (0.9, 0.95, 0.99):
+        low, _ = wilson_interval(np.zeros_like(n), n, confidence)
+        _, high = wilson_interval(n, n, confidence)
+        assert (low == 0.0).all() and (high == 1.0).all()  # rounding alone would leave +-1e-16
+
+
+def test_wilson_defaults_to_95_percent_and_is_silent_without_votes() -> None:
+    import warnings
+
+    low, high = wilson_interval(np.array([3]), np.array([10]))
+    assert [low[0], high[0]] == pytest.approx(list(proportion_confint(3, 10, alpha=0.05, method="wilson")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0/0 or x/0 RuntimeWarning for items without votes
+        low, high = wilson_interval(np.array([0, 2]), np.array([0, 4]))
+    assert np.isnan(low[0]) and np.isnan(high[0]) and 0 < low[1] < 0.5 < high[1] < 1
+
+
+def test_per_item_table_sorts_items_keeps_integer_counts_and_rates_single_votes() -> None:
+    table = per_item_table(_votes({"z": ["vib", "baseline", "vib"], "a": ["baseline"], "m": ["vib"]}))
+    assert table["item"].tolist() == ["a", "m", "z"]  # sorted, whatever the order of the votes
+    assert table["label"].tolist() == ["label of a", "label of m", "label of z"]
+    assert table["k"].dtype == np.int64 and table["n"].dtype == np.int64
+    assert table["rate"].tolist() == pytest.approx([0.0, 1.0, 2 / 3])  # one vote is a rate too
+    assert table["outcome"].tolist() == ["lost", "won", "won"]
+
+
+@pytest.mark.parametrize(("choices", "expected"), [
+    ({"a": ["vib"], "b": ["vib", "vib"]}, {"won": 2, "lost": 0, "ties": 0, "total": 2, "without_votes": 0}),
+    ({"a": ["baseline"]}, {"won": 0, "lost": 1, "ties": 0, "total": 1, "without_votes": 0}),
+    ({"a": ["vib", "baseline"]}, {"won": 0, "lost": 0, "ties": 1, "total": 1, "without_votes": 0}),
+])
+def test_item_level_summary_when_outcomes_are_missing(choices: dict, expected: dict) -> None:
+    summary = item_level_summary(per_item_table(_votes(choices)))
+    assert {k: summary[k] for k in expected} == expected
+    decided = expected["won"] + expected["lost"]
+    assert summary["rate"] == (expected["won"] / decided if decided else None)
