@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.stats import entropy as scipy_entropy
 
 import cams.generate as generate_module
 from cams.generate import main as generate
@@ -172,6 +173,27 @@ def test_metrics_compare_and_figure_on_the_package(package, tmp_path):
     for row in rows:
         for column in COLUMNS[2:]:
             assert 0.0 <= float(row[column]) <= 1.0, row
+    # The map metrics recomputed from the stored heatmaps and masks with textbook formulas
+    # (deletion/insertion need the models; their range is all that is checked above).
+    items = {i["id"]: i for i in manifest["items"]}
+    checked = 0
+    for row in rows:
+        entry = items[row["item"]]
+        heat = np.load(package / entry["heatmaps"][row["method"]]).astype(np.float64)
+        with Image.open(package / entry["mask"]) as picture:
+            inside = np.asarray(picture.convert("L")) > 127
+        mass = heat / heat.sum() if heat.sum() > 0 else np.full(heat.shape, 1.0 / heat.size)
+        lorenz = np.cumsum(np.sort(mass.ravel()))
+        reference = {
+            "pointing_game": inside[heat == heat.max()].mean(),
+            "energy_in_mask": mass[inside].sum(),
+            "gini": (heat.size + 1 - 2 * lorenz.sum() / lorenz[-1]) / heat.size,  # 1 - 2 x area under Lorenz
+            "entropy": scipy_entropy(mass.ravel()) / np.log(heat.size),
+        }
+        for column, value in reference.items():
+            assert float(row[column]) == pytest.approx(value, rel=2e-5, abs=2e-6), (row, column)
+        checked += 1
+    assert checked == len(rows)
     by = {(r["item"], r["method"]): r for r in rows}
     for item in regular:  # CAM and Grad-CAM of one model: the same picture, the same scores
         assert by[(item, "vib")]["gini"] == by[(item, "gc")]["gini"]
