@@ -8,8 +8,6 @@ References: torch.distributions for the KL and for the noise (the empirical std 
 from __future__ import annotations
 
 import copy
-import csv
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +16,6 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from models.engine import beta_at, train_one_epoch, vib_loss
-from models.train import main as train_main
 from models.vib import VIBClassifier, VIBOutput, gaussian_kl
 
 C, K = 6, 4
@@ -178,13 +175,3 @@ def test_train_one_epoch_uses_the_warmed_up_beta_each_step() -> None:
     # lr 0: weights never move, so each step's loss is CE + (its own beta) * KL
     kls = [model.train()(xb).kl.mean().item() for xb, _ in loader]
     assert metrics["loss"] - metrics["ce"] == pytest.approx(0.8 * (0.5 / 4 * kls[0] + 1 / 4 * kls[1]) / 2, rel=1e-4)
-
-
-def test_beta_warmup_epochs_flag_ramps_beta_in_the_metrics(tmp_path: Path) -> None:
-    tiny = ["--arch", "resnet18", "--image-size", "32", "--num-classes", "3", "--train-size", "16",
-            "--val-size", "6", "--batch-size", "8", "--lr", "0.01", "--workers", "0", "--no-progress"]
-    assert train_main([*tiny, "--head", "vib", "--beta", "0.6", "--beta-warmup-epochs", "4", "--epochs", "2",
-                       "--out", str(tmp_path / "run")]) == 0
-    with open(tmp_path / "run" / "metrics.csv") as stream:
-        betas = [float(row["beta"]) for row in csv.DictReader(stream)]
-    assert betas == pytest.approx([0.6 * 1 / 4, 0.6 * 2 / 4])  # 2 steps per epoch, 4 warm-up epochs
