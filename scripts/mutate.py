@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", metavar="TARGET",
                         help=f"modules to mutate (default: all): {', '.join(TARGETS)}")
     parser.add_argument("--jobs", type=int, default=1, help="parallel mutmut workers (default 1: shared CPU)")
-    parser.add_argument("--target", type=float, default=90.0, help="minimum %% killed per module (default 90)")
+    parser.add_argument("--target", type=float, default=90.0,
+                        help="minimum %% killed per module (default 90)")
     parser.add_argument("--no-diffs", action="store_true", help="list survivors without their diffs")
     parser.add_argument("--list", action="store_true", help="print the targets and their tests, run nothing")
     args = parser.parse_args(argv)
@@ -266,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in chosen:
             t = TARGETS[name]
             print(f"{name:11s} {t.note}\n            files: {' '.join(t.files)}\n"
-                  f"            tests: {' '.join(t.tests)}" + (f"\n            only: {' '.join(t.only)}" if t.only else ""))
+                  f"            tests: {' '.join(t.tests)}")
+            if t.only:
+                print(f"            only: {' '.join(t.only)}")
         return 0
     summary = {name: run_target(name, TARGETS[name], args.jobs, not args.no_diffs) for name in chosen}
     print("\n=== mutation score per module ===")

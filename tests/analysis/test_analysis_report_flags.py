@@ -82,7 +82,8 @@ def test_default_flags_remove_one_rater_per_rule(tmp_path: Path, frame: pd.DataF
     ex = summary["exclusions"]
     assert ex["votes_before"] == len(frame) and ex["raters_before"] == 12
     assert ex["raters_after"] == 12 - 4 == summary["n_raters"]
-    assert ex["votes_excluded"] == ex["votes_before"] - ex["votes_after"] == sum(v for _, v, _ in steps(summary).values())
+    removed = sum(v for _, v, _ in steps(summary).values())
+    assert ex["votes_excluded"] == ex["votes_before"] - ex["votes_after"] == removed
     assert ex["rules"] == {"exclude_unfinished": True, "max_failed_checks": 0, "min_response_ms": 500.0,
                            "max_fast_fraction": 0.5}
     assert summary["without_exclusions"]["n_raters"] == 12
@@ -114,7 +115,8 @@ def test_response_time_flags(tmp_path: Path, frame: pd.DataFrame) -> None:
     assert set(steps(off)) == {"unfinished", "attention"} and off["n_raters"] == 9
     no_speeders = report(tmp_path, frame, "--max-fast-fraction", "1")
     assert "speeders" not in steps(no_speeders)
-    assert steps(no_speeders)["fast_votes"][1] == votes_of(frame, SPEEDER) + 1 + votes_of(frame, HALF_FAST) // 2
+    fast = votes_of(frame, SPEEDER) + 1 + votes_of(frame, HALF_FAST) // 2
+    assert steps(no_speeders)["fast_votes"][1] == fast
     everything = report(tmp_path, frame, "--no-exclusions")
     assert steps(everything) == {} and everything["exclusions"]["votes_after"] == len(frame)
 
@@ -135,7 +137,8 @@ def test_confidence_sets_every_interval(tmp_path: Path, frame: pd.DataFrame, con
 
 
 def test_rule_boundaries_and_details(frame: pd.DataFrame) -> None:
-    result = apply_exclusions(load_votes(frame), ExclusionRules(exclude_unfinished=False, max_failed_checks=2))
+    rules = ExclusionRules(exclude_unfinished=False, max_failed_checks=2)
+    result = apply_exclusions(load_votes(frame), rules)
     s = {step["rule"]: step for step in result.report["steps"]}
     assert s["attention"]["raters"] == 0 and s["attention"]["votes"] == 0  # 2 failures is not more than 2
     assert s["attention"]["detail"] == "raters with more than 2 failed attention check(s)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import tests.hypothesis_home  # noqa: F401  (before Hypothesis writes anything)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -32,7 +33,8 @@ LEVELS = [0.90, 0.99]
 # ---------------------------------------------------------------------------------------- binomial
 @pytest.mark.parametrize("confidence", LEVELS)
 @pytest.mark.parametrize(("k", "n"), [(11, 15), (0, 9), (9, 9), (37, 80)])
-def test_intervals_at_90_and_99_percent_match_scipy_and_statsmodels(k: int, n: int, confidence: float) -> None:
+def test_intervals_at_90_and_99_percent_match_scipy_and_statsmodels(k: int, n: int,
+                                                                    confidence: float) -> None:
     result = binomial_summary(k, n, confidence=confidence)
     exact = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
     assert result["ci_exact"] == pytest.approx([exact.low, exact.high], abs=1e-12)
@@ -64,7 +66,7 @@ def test_no_votes_is_none_for_every_statistic() -> None:
         binomial_summary(-1, 4)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(database=None, max_examples=150, deadline=None)
 @given(n=st.integers(1, 400), data=st.data(),
        levels=st.lists(st.floats(0.5, 0.999), min_size=2, max_size=2, unique=True))
 def test_binomial_intervals_are_monotone_in_the_confidence_level(n: int, data: st.DataObject,
@@ -115,7 +117,8 @@ def test_per_item_table_counts_outcomes_by_hand() -> None:
     assert table["no_preference"].tolist() == [1, 0, 0, 2]
     assert table["outcome"].tolist() == ["won", "lost", "tie", "no votes"]
     assert table["label"].tolist() == [f"label of {i}" for i in "abcd"]
-    assert table["rate"].iloc[:3].tolist() == pytest.approx([2 / 3, 1 / 3, 0.5]) and np.isnan(table["rate"]["d"])
+    assert table["rate"].iloc[:3].tolist() == pytest.approx([2 / 3, 1 / 3, 0.5])
+    assert np.isnan(table["rate"]["d"])
     ref = proportion_confint(2, 3, alpha=0.1, method="wilson")
     assert [table["ci_low"]["a"], table["ci_high"]["a"]] == pytest.approx(list(ref), abs=1e-12)
 
@@ -176,11 +179,13 @@ def test_two_way_bootstrap_matches_brute_force_resampling() -> None:
     table = cell_table(rater, item, y)
     reference: dict[str, list[float]] = {"two": [], "items": [], "raters": []}
     for _ in range(1500):
-        wr, wi = np.bincount(rng.integers(0, 7, 7), minlength=7), np.bincount(rng.integers(0, 9, 9), minlength=9)
+        wr = np.bincount(rng.integers(0, 7, 7), minlength=7)
+        wi = np.bincount(rng.integers(0, 9, 9), minlength=9)
         for name, weight in (("two", wr[rater] * wi[item]), ("items", wi[item]), ("raters", wr[rater])):
             if weight.sum():
                 reference[name].append((weight * y).sum() / weight.sum())
-    for name, kwargs in (("two", {}), ("items", {"resample_raters": False}), ("raters", {"resample_items": False})):
+    flags = {"two": {}, "items": {"resample_raters": False}, "raters": {"resample_items": False}}
+    for name, kwargs in flags.items():
         boot = bootstrap_rate(table, replicates=1500, seed=2, **kwargs)
         assert boot["se"] == pytest.approx(np.std(reference[name], ddof=1), rel=0.12), name
         assert boot["estimate"] == pytest.approx(y.mean())
@@ -220,7 +225,8 @@ def test_replicates_beyond_one_block_and_sparse_designs_count_failures() -> None
     # P(replicate empty) = P(raters {a,a}) P(items {y,y}) + P({b,b}) P({x,x}) = 2 * 1/16
     assert (700 - finite.size) / 700 == pytest.approx(1 / 8, abs=0.04)
     boot = bootstrap_rate(table, replicates=700, seed=0)
-    assert boot["failed"] == 700 - int(np.isfinite(bilinear_replicates(table, 700, np.random.default_rng(0))).sum())
+    same_draws = bilinear_replicates(table, 700, np.random.default_rng(0))
+    assert boot["failed"] == 700 - int(np.isfinite(same_draws).sum())
     assert boot["failed"] > 0 and boot["replicates"] == 700
 
 

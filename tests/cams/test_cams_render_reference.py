@@ -165,7 +165,7 @@ def test_class_bounds_and_errors(handmade) -> None:  # noqa: ANN001
     for bad in ([0, 4], [-1, 0]):
         with pytest.raises(ValueError, match=r"must lie in \[0, 3\]"):
             check_classes(bad, 2, 4, torch.device("cpu"))
-    with pytest.raises(ValueError, match=r"exactly one target class per image: got \(3,\) classes for a batch of 2"):
+    with pytest.raises(ValueError, match=r"one target class per image: got \(3,\) classes for a batch of 2"):
         CAM(model)(images, [0, 1, 2])
     with pytest.raises(ValueError, match="target 'truth' needs the labels"):
         CAM(model)(images)

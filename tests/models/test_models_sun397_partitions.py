@@ -29,7 +29,8 @@ def test_other_official_partitions_are_read(tmp_path: Path, number: int) -> None
     data = build_datasets(parse("--data", "sun397", "--data-root", str(tmp_path), "--image-size", "32",
                                 "--partition", str(number)))
     assert f"official partition {number:02d}" in data.description
-    assert f"Training_{number:02d}.txt" in data.description and f"Testing_{number:02d}.txt" in data.description
+    assert f"Training_{number:02d}.txt" in data.description
+    assert f"Testing_{number:02d}.txt" in data.description
     assert len(data.train) == 3 and len(data.val) == 15
     assert sorted(f"/{data.val.sample(i).id}" for i in range(len(data.val))) == sorted(test)
     assert sorted(data.train.labels) == [0, 1, 2] and sorted(data.val.labels) == [0] * 5 + [1] * 5 + [2] * 5

@@ -24,7 +24,8 @@ C, K = 6, 4
 def small_vib(samples: int = 1, **options) -> VIBClassifier:
     """A VIB head on identity 'features': the input is the B x C x h x w feature map itself."""
     torch.manual_seed(0)
-    model = VIBClassifier("resnet18", nn.Sequential(nn.Identity()), nn.Linear(C, K), samples=samples, **options)
+    features = nn.Sequential(nn.Identity())
+    model = VIBClassifier("resnet18", features, nn.Linear(C, K), samples=samples, **options)
     with torch.no_grad():  # move every head parameter off its initial value: sigma varies by channel
         for parameter in model.attention.parameters():
             parameter.add_(0.5 * torch.randn_like(parameter))
@@ -88,7 +89,8 @@ def test_noise_is_mu_plus_sigma_times_standard_normal() -> None:
     standardised = noise / sigma.detach()  # eps ~ N(0, 1), independent across samples and channels
     reference = Normal(0.0, 1.0)
     for q in (0.1, 0.5, 0.9):
-        assert standardised.flatten().quantile(q).item() == pytest.approx(reference.icdf(torch.tensor(q)).item(),
+        expected = reference.icdf(torch.tensor(q)).item()
+        assert standardised.flatten().quantile(q).item() == pytest.approx(expected,
                                                                           abs=0.02)
     correlation = torch.corrcoef(standardised[:, 0, :].T)
     assert (correlation - torch.eye(C)).abs().max() < 0.05
@@ -174,4 +176,5 @@ def test_train_one_epoch_uses_the_warmed_up_beta_each_step() -> None:
     assert metrics["beta"] == pytest.approx(0.8 * 1 / 4)  # after the last step of epoch 1 of 4
     # lr 0: weights never move, so each step's loss is CE + (its own beta) * KL
     kls = [model.train()(xb).kl.mean().item() for xb, _ in loader]
-    assert metrics["loss"] - metrics["ce"] == pytest.approx(0.8 * (0.5 / 4 * kls[0] + 1 / 4 * kls[1]) / 2, rel=1e-4)
+    expected = 0.8 * (0.5 / 4 * kls[0] + 1 / 4 * kls[1]) / 2
+    assert metrics["loss"] - metrics["ce"] == pytest.approx(expected, rel=1e-4)

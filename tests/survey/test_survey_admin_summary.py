@@ -78,7 +78,8 @@ def test_votes_per_item_table_by_hand(engine: Engine) -> None:
         assert row["votes"] == len(votes)  # every vote, repeats included
         assert row["chose_proposed"] == int((votes["chosen_method"] == votes["proposed_method"]).sum())
         assert row["assigned"] == len(RATERS)  # every started rater is assigned every item once
-        assert row["label"] == votes["label"].iloc[0] and row["attention_check"] == votes["attention_check"].iloc[0]
+        assert row["label"] == votes["label"].iloc[0]
+        assert row["attention_check"] == votes["attention_check"].iloc[0]
     firsts = frame[frame["repeat"] == 0]
     left = firsts.groupby("item").apply(lambda v: int((v["left_method"] == v["proposed_method"]).sum()))
     answered = table.loc[left.index, "proposed_left"]

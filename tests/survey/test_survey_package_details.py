@@ -17,7 +17,8 @@ from survey.sample_package import make_sample_package
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_sample_package(tmp_path_factory.mktemp("details") / "pkg", n_items=3, n_checks=1, with_masks=True)
+    root = tmp_path_factory.mktemp("details") / "pkg"
+    return make_sample_package(root, n_items=3, n_checks=1, with_masks=True)
 
 
 def manifest_of(root: Path) -> dict:
@@ -27,7 +28,8 @@ def manifest_of(root: Path) -> dict:
 def problems_with(manifest: dict, predictions: object) -> list[tuple[str, str, str]]:
     item = manifest["items"][0]
     item["predictions"] = predictions
-    return [(p.where, p.field, p.reason) for p in validate_manifest(manifest) if p.field.startswith("predictions")]
+    problems = validate_manifest(manifest)
+    return [(p.where, p.field, p.reason) for p in problems if p.field.startswith("predictions")]
 
 
 ROW_RULE = 'must be {"label": str, "p": number in [0, 1]}'
@@ -39,8 +41,9 @@ def test_valid_predictions_pass(package: Path) -> None:
     assert problems_with(manifest_of(package), {}) == []
 
 
-@pytest.mark.parametrize("row", [{"label": "a", "p": True}, {"label": "a", "p": 1.5}, {"label": "a", "p": -0.1},
-                                 {"label": "a", "p": math.nan}, {"label": "a", "p": math.inf}, {"label": 3, "p": 0.5},
+@pytest.mark.parametrize("row", [{"label": "a", "p": True}, {"label": "a", "p": 1.5},
+                                 {"label": "a", "p": -0.1}, {"label": "a", "p": math.nan},
+                                 {"label": "a", "p": math.inf}, {"label": 3, "p": 0.5},
                                  {"p": 0.5}, {"label": "a"}, {"label": "a", "p": "0.5"}, ["a", 0.5], None])
 def test_each_bad_prediction_row_is_named_with_its_index(package: Path, row: object) -> None:
     m = manifest_of(package)
@@ -52,8 +55,10 @@ def test_each_bad_prediction_row_is_named_with_its_index(package: Path, row: obj
 def test_bad_prediction_containers_and_methods(package: Path) -> None:
     m = manifest_of(package)
     item_id = m["items"][0]["id"]
-    assert problems_with(m, [1]) == [(item_id, "predictions", "must be an object {method: [{label, p}, ...]}")]
-    found = problems_with(manifest_of(package), {"lime": [], "vib": "x", "baseline": [{"label": "a", "p": 2}]})
+    container = "must be an object {method: [{label, p}, ...]}"
+    assert problems_with(m, [1]) == [(item_id, "predictions", container)]
+    bad = {"lime": [], "vib": "x", "baseline": [{"label": "a", "p": 2}]}
+    found = problems_with(manifest_of(package), bad)
     assert found == [(item_id, "predictions.lime", "unknown method 'lime'"),
                      (item_id, "predictions.vib", "must be a list of {label, p}"),
                      (item_id, "predictions.baseline[0]", ROW_RULE)]

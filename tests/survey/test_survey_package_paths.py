@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+import tests.hypothesis_home  # noqa: F401  (before Hypothesis writes anything)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -76,7 +77,8 @@ PARTS = ["maps", "evil", "evil_abs", "up", "inner", "evil.png", "pkg", "pkg-priv
          "..", ".", "", "a.png", "manifest.json", "/", "\\", "C:", "\x00"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(database=None, max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parts=st.lists(st.sampled_from(PARTS), min_size=1, max_size=6), leading_slash=st.booleans())
 def test_an_accepted_path_never_resolves_outside_the_package(tree: Path, parts: list[str],
                                                              leading_slash: bool) -> None:
@@ -89,7 +91,8 @@ def test_an_accepted_path_never_resolves_outside_the_package(tree: Path, parts: 
     assert inside(tree, resolved) and resolved == Path(os.path.realpath(tree / relative))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(database=None, max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parts=st.lists(st.sampled_from(["maps", "inner", "a.png", "x", "evil", "evil_abs", "evil.png"]),
                       min_size=1, max_size=4))
 def test_plain_paths_are_accepted_exactly_when_they_stay_inside(tree: Path, parts: list[str]) -> None:

@@ -11,6 +11,8 @@ import string
 from pathlib import Path
 
 import pandas as pd
+import pytest
+import tests.hypothesis_home  # noqa: F401  (before Hypothesis writes anything)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -45,9 +47,11 @@ def vote_rows(draw: st.DrawFn) -> pd.DataFrame:
     return export._normalise(pd.DataFrame(rows, columns=list(export.ALL_COLUMNS)))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(database=None, max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frame=vote_rows())
-def test_votes_csv_round_trip_is_the_identity(tmp_path: Path, monkeypatch, frame: pd.DataFrame) -> None:  # noqa: ANN001
+def test_votes_csv_round_trip_is_the_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             frame: pd.DataFrame) -> None:
     monkeypatch.setattr(export, "votes_frame", lambda url, study: frame)
     path = tmp_path / "votes.csv"
     assert export.write_votes_csv(None, "any", path) == len(frame)
@@ -57,10 +61,11 @@ def test_votes_csv_round_trip_is_the_identity(tmp_path: Path, monkeypatch, frame
     assert not list(tmp_path.glob(".votes.csv.*"))  # no temp file left behind
 
 
-@settings(max_examples=200, deadline=None)
+@settings(database=None, max_examples=200, deadline=None)
 @given(n_raters=st.integers(1, 41), n_items=st.integers(1, 30), seed=st.integers(0, 2**32),
        salt=st.text(string.ascii_letters, max_size=5))
-def test_sides_stay_balanced_for_any_number_of_raters(n_raters: int, n_items: int, seed: int, salt: str) -> None:
+def test_sides_stay_balanced_for_any_number_of_raters(n_raters: int, n_items: int, seed: int,
+                                                      salt: str) -> None:
     items = [f"item-{i}" for i in range(n_items)]
     plans = [reference_on_left(items, r, seed, salt) for r in range(n_raters)]
     for item in items:  # per item, over raters: within one, and exactly even after each pair of raters
