@@ -48,6 +48,8 @@ class Target:
     # fnmatch patterns of mutant names to run (all of the files' mutants when empty)
     only: list[str] = field(default_factory=list)
     note: str = ""
+    # extra pytest arguments, e.g. a marker expression that keeps a run on SQLite
+    pytest_args: list[str] = field(default_factory=list)
 
 
 TARGETS: dict[str, Target] = {
@@ -83,12 +85,14 @@ TARGETS: dict[str, Target] = {
             "survey.db.*",
         ],
         note="vote path (record_vote, next_trial, progress, db); run after issue 9 lands",
+        pytest_args=["-m", "not postgres and not browser"],
     ),
     "admin": Target(
         files=["survey/service.py"],
         tests=["tests/survey/test_survey_service.py", "tests/survey/test_survey_admin_summary.py"],
         only=["survey.service.*admin_summary*", "survey.service.*vote_count*"],
         note="admin summary",
+        pytest_args=["-m", "not postgres and not browser"],
     ),
     "binomial": Target(
         files=["analysis/binomial.py"],
@@ -137,6 +141,7 @@ def target_pyproject(target: Target) -> str:
         source_paths=SOURCE_PACKAGES,
         only_mutate=target.files,
         pytest_add_cli_args_test_selection=target.tests,
+        pytest_add_cli_args=[*settings.get("pytest_add_cli_args", []), *target.pytest_args],
     )
     lines += ["", "[tool.mutmut]"] + [f"{key} = {toml_value(value)}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
