@@ -280,3 +280,61 @@ def test_item_level_summary_when_outcomes_are_missing(choices: dict, expected: d
     assert {k: summary[k] for k in expected} == expected
     decided = expected["won"] + expected["lost"]
     assert summary["rate"] == (expected["won"] / decided if decided else None)
+
+
+# ------------------------------------------------------- crossed: details found by mutation testing
+def _small_table():  # noqa: ANN202
+    rng = np.random.default_rng(8)
+    rater, item = rng.integers(0, 5, 120), rng.integers(0, 6, 120)
+    return cell_table(rater, item, (rng.random(120) < 0.4 + 0.1 * rater).astype(float))
+
+
+def test_crossed_intervals_are_the_three_bootstraps_with_their_seeds_and_level() -> None:
+    rng = np.random.default_rng(8)
+    rater, item = rng.integers(0, 5, 120), rng.integers(0, 6, 120)
+    y = (rng.random(120) < 0.4 + 0.1 * rater).astype(float)
+    table = cell_table(rater, item, y)
+    result = crossed_intervals(rater, item, y, replicates=50, seed=11, confidence=0.8)
+    assert result == {
+        "two_way": bootstrap_rate(table, replicates=50, seed=11, confidence=0.8),
+        "items_only": bootstrap_rate(table, replicates=50, seed=12, confidence=0.8, resample_raters=False),
+        "raters_only": bootstrap_rate(table, replicates=50, seed=13, confidence=0.8, resample_items=False),
+    }
+    assert crossed_intervals(rater, item, y) == crossed_intervals(rater, item, y, replicates=2000, seed=0,
+                                                                  confidence=0.95)
+
+
+def test_bootstrap_rate_reports_the_replicates_it_drew() -> None:
+    table = _small_table()
+    for confidence in (0.8, 0.95):
+        result = bootstrap_rate(table, replicates=10, seed=3, confidence=confidence)
+        same = bilinear_replicates(table, 10, np.random.default_rng(3))
+        assert result["se"] == pytest.approx(np.std(same, ddof=1), rel=1e-12)
+        assert result["ci"] == percentile_interval(same, confidence)
+    default = bootstrap_rate(table)
+    assert default == bootstrap_rate(table, replicates=2000, seed=0, confidence=0.95)
+    assert default["replicates"] == 2000
+    assert bootstrap_rate(table, replicates=1)["se"] is None  # one replicate has no spread
+    assert isinstance(bootstrap_rate(table, replicates=2)["se"], float)
+    assert percentile_interval(np.linspace(0, 1, 41)) == pytest.approx([0.025, 0.975])  # 95 % by default
+
+
+def test_block_size_only_bounds_memory() -> None:
+    """One block of any size gives the same draws; several blocks give finite replicates too."""
+    table = _small_table()
+    by_block = [bilinear_replicates(table, 300, np.random.default_rng(4), block=b) for b in (256, 300, 1000)]
+    assert np.array_equal(by_block[1], by_block[2])
+    assert by_block[0].shape == (300,) and np.isfinite(by_block[0]).all()
+
+
+def test_a_single_vote_and_boolean_or_missing_outcomes() -> None:
+    one = cell_table(np.array(["r"]), np.array(["i"]), np.array([1.0]))
+    result = bootstrap_rate(one, replicates=20)
+    assert (result["estimate"], result["ci"], result["failed"], result["se"]) == (1.0, [1.0, 1.0], 0, 0.0)
+    table = cell_table(["r1", "r1", "r2"], ["b", "b", "a"], np.array([True, True, False]))
+    assert table.successes.toarray().tolist() == [[0, 2], [0, 0]]  # two successes, not logical OR
+    assert list(table.items) == ["a", "b"]  # sorted, not in order of appearance
+    with_none = cell_table(["r1", "r2", "r2"], ["z", "y", "z"], [1, None, 0])
+    assert with_none.trials.sum() == 2 and list(with_none.items) == ["z"]
+    assert list(with_none.raters) == ["r1", "r2"]
+    assert multinomial_weights(1, 4, np.random.default_rng(0)).tolist() == [[1.0]] * 4
