@@ -157,3 +157,12 @@ def test_rater_ids_are_sorted_and_capped_at_50() -> None:
     unfinished = sorted(frame.loc[~frame["rater_finished"], "rater"].unique())
     assert step["raters"] == 55 and step["rater_ids"] == unfinished[:50]
     assert result.report["raters_after"] == 5 and np.all(result.votes.frame["rater_finished"])
+
+
+def test_rules_that_keep_everything_say_so(frame: pd.DataFrame) -> None:
+    rules = ExclusionRules.none().as_dict()
+    assert rules == {"exclude_unfinished": False, "max_failed_checks": None, "min_response_ms": None,
+                     "max_fast_fraction": None}
+    assert rules["exclude_unfinished"] is False
+    step = apply_exclusions(load_votes(frame), ExclusionRules(max_failed_checks=None, min_response_ms=None))
+    assert step.report["steps"][0]["detail"] == "raters who did not finish their sequence"
