@@ -116,6 +116,28 @@ def test_maps_match_a_fresh_cam_of_the_sample(package):
     )
     stored = np.load(package / item["heatmaps"]["baseline"]).astype(np.float32)
     assert np.abs(stored - expected[0].numpy()).max() < 1e-3  # float16 storage
+    # The same map without cams' own functions: fc row x feature maps, ReLU, bilinear
+    # (half-pixel centres) upsampling, min-max, all written out here.
+    with torch.no_grad():
+        features = model.features(to_model_input([sample.image]))[0].double().numpy()  # C x h x w
+    weights = model.fc.weight[sample.label].detach().double().numpy()
+    raw = np.maximum(np.tensordot(weights, features, axes=1), 0.0)  # h x w
+    h, w = raw.shape
+
+    def bilinear(size: int, source: int) -> np.ndarray:
+        """size x source interpolation weights, align_corners=False (edges clamped)."""
+        out = np.zeros((size, source))
+        for i in range(size):
+            x = min(max((i + 0.5) * source / size - 0.5, 0.0), source - 1)
+            lo = int(np.floor(x))
+            hi = min(lo + 1, source - 1)
+            out[i, lo] += 1 - (x - lo)
+            out[i, hi] += x - lo
+        return out
+
+    up = bilinear(64, h) @ raw @ bilinear(64, w).T
+    by_hand = (up - up.min()) / (up.max() - up.min())
+    assert np.abs(stored - by_hand).max() < 2e-3
     with Image.open(package / item["image"]) as image:
         assert np.array_equal(np.asarray(image), np.asarray(sample.image))
 
