@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="minimum %% killed per module (default 90)")
     parser.add_argument("--no-diffs", action="store_true", help="list survivors without their diffs")
     parser.add_argument("--list", action="store_true", help="print the targets and their tests, run nothing")
+    parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                        help="run only mutants whose name matches PATTERN (fnmatch, repeatable), "
+                             "e.g. 'survey.package.x_resolve_inside__*'")
     args = parser.parse_args(argv)
     unknown = [t for t in args.targets if t not in TARGETS]
     if unknown:
@@ -280,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             if t.only:
                 print(f"            only: {' '.join(t.only)}")
         return 0
-    summary = {name: run_target(name, TARGETS[name], args.jobs, not args.no_diffs) for name in chosen}
+    targets = {name: replace(TARGETS[name], only=args.only) if args.only else TARGETS[name] for name in chosen}
+    summary = {name: run_target(name, target, args.jobs, not args.no_diffs) for name, target in targets.items()}
     print("\n=== mutation score per module ===")
     failing = []
     for name, (killed, total, survivors) in summary.items():
