@@ -115,6 +115,7 @@ def test_per_item_table_counts_outcomes_by_hand() -> None:
     assert list(table.index) == ["a", "b", "c", "d"]
     assert table["k"].tolist() == [2, 1, 1, 0] and table["n"].tolist() == [3, 3, 2, 0]
     assert table["no_preference"].tolist() == [1, 0, 0, 2]
+    assert table["k"].dtype == np.int64 and table["n"].dtype == np.int64  # also with an undecided item
     assert table["outcome"].tolist() == ["won", "lost", "tie", "no votes"]
     assert table["label"].tolist() == [f"label of {i}" for i in "abcd"]
     assert table["rate"].iloc[:3].tolist() == pytest.approx([2 / 3, 1 / 3, 0.5])
