@@ -181,3 +181,40 @@ def test_class_bounds_and_errors(handmade) -> None:  # noqa: ANN001
     flat.features = nn.Flatten()
     with pytest.raises(ValueError, match=r"B x C x h x w feature maps, got \(2, 12\)"):
         CAM(flat).maps(images, [0, 1])
+
+
+# ------------------------------------------------------------ details found by mutation testing
+def test_cam_of_low_precision_features_uses_weights_in_their_dtype() -> None:
+    """Under bf16 autocast the feature maps are bf16 while fc stays fp32: the CAM must still work."""
+    from cams.cam import cam_from_features
+
+    torch.manual_seed(0)
+    features, weight = torch.randn(2, 5, 3, 3), torch.randn(4, 5)
+    exact = cam_from_features(features, weight, torch.tensor([1, 3]))
+    low = cam_from_features(features.bfloat16(), weight, torch.tensor([1, 3]))
+    assert low.dtype == torch.float32 and torch.allclose(low, exact, atol=0.1, rtol=0.05)
+
+
+def test_out_of_range_values_are_clamped_to_the_colour_table_and_pixels() -> None:
+    assert lut_index(torch.tensor([-0.5, 0.0, 1.0, 1.5])).tolist() == [0, 0, 255, 255]
+    heat = torch.tensor([[[0.0, 1.0]]])
+    image = torch.tensor([[[[250, 250, 250], [3, 3, 3]]]], dtype=torch.uint8)
+    jet = np.round(matplotlib.colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255)[[0, 255]]
+    for alpha in (1.3, -0.4):  # extrapolating blends leave [0, 255]: clamp, never wrap around
+        expected = np.clip(np.round((1 - alpha) * image.numpy()[0, 0] + alpha * jet), 0, 255)
+        assert overlay(image, heat, alpha).numpy()[0, 0].tolist() == expected.astype(np.uint8).tolist()
+
+
+def test_render_overlays_passes_its_alpha_on() -> None:
+    raw = torch.tensor([[[1.0, 2.0], [3.0, 5.0]]])
+    image = torch.full((1, 2, 2, 3), 100, dtype=torch.uint8)
+    heat, blended = render_overlays(raw, image, alpha=0.25)
+    assert torch.equal(blended, overlay(image, heat, 0.25)) and not torch.equal(blended, overlay(image, heat))
+
+
+def test_png_bytes_are_zlib_level_6_so_content_names_stay_stable() -> None:
+    pixels = (np.arange(32 * 32 * 3) % 251).astype(np.uint8).reshape(32, 32, 3)
+    reference = io.BytesIO()
+    Image.fromarray(pixels).save(reference, format="PNG", compress_level=6)
+    assert encode_png(pixels) == reference.getvalue()
+    assert encode_png(pixels, compress_level=1) != encode_png(pixels)
