@@ -100,3 +100,91 @@ def test_fingerprint_format_and_what_it_depends_on(tmp_path: Path) -> None:
     big = root / item["image"]
     big.write_bytes(big.read_bytes() + b"\x00" * (1 << 20))  # more than one read block
     assert package_fingerprint(root, m) == reference_fingerprint(root, m, files)
+
+
+# ------------------------------------------------------------------- file checks, exact texts
+def _fresh(tmp_path: Path) -> tuple[Path, dict]:
+    root = make_sample_package(tmp_path / "pkg", n_items=2, n_checks=0, with_masks=True)
+    return root, manifest_of(root)
+
+
+def _problems(root: Path, manifest: dict) -> list[tuple[str, str, str]]:
+    from survey.package import validate_package
+
+    (root / MANIFEST_NAME).write_text(json.dumps(manifest))
+    return [(p.where, p.field, p.reason) for p in validate_package(root)]
+
+
+def _png(path: Path, size: tuple[int, int], mode: str = "RGB") -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size).save(path, format="PNG")
+
+
+def test_maps_of_one_item_must_share_a_size(tmp_path: Path) -> None:
+    root, m = _fresh(tmp_path)
+    item = m["items"][0]
+    first, second = list(item["maps"])
+    _png(root / "maps" / "odd.png", (40, 30))
+    item["maps"][second] = "maps/odd.png"
+    assert _problems(root, m) == [(item["id"], f"maps.{second}",
+                                   "map is 40x30 but another map of this item is 48x48; "
+                                   "the pair is shown at the same size")]
+
+
+def test_mask_must_match_a_non_square_image(tmp_path: Path) -> None:
+    root, m = _fresh(tmp_path)
+    item = m["items"][0]
+    _png(root / "images" / "wide.png", (50, 40))
+    _png(root / "masks" / "small.png", (30, 20), mode="L")
+    item["image"], item["mask"] = "images/wide.png", "masks/small.png"
+    assert _problems(root, m) == [(item["id"], "mask", "mask is 30x20 but the image is 50x40")]
+
+
+def test_every_missing_escaping_or_broken_file_is_reported_with_its_path(tmp_path: Path) -> None:
+    root, m = _fresh(tmp_path)
+    (tmp_path / "outside").mkdir()
+    _png(tmp_path / "outside" / "x.png", (48, 48))
+    (root / "out").symlink_to(tmp_path / "outside")
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    _png(root / "anim.png", (48, 48))
+    from PIL import Image
+
+    Image.new("RGB", (48, 48)).save(root / "gif.png", format="GIF")
+    first, second = m["items"]
+    first["image"], first["mask"] = "out/x.png", "masks/none.png"
+    second["image"] = "broken.png"
+    second["maps"][list(second["maps"])[0]] = "gif.png"
+    found = {(w, f): r for w, f, r in _problems(root, m)}
+    assert "outside the package" in found[(first["id"], "image")]
+    assert found[(first["id"], "mask")] == "file not found: masks/none.png"
+    assert found[(second["id"], "image")].startswith("broken.png: does not decode as an image (")
+    gif_field = f"maps.{list(second['maps'])[0]}"
+    assert found[(second["id"], gif_field)] == "gif.png: GIF image; only PNG and JPEG are allowed"
+
+
+def test_heatmaps_are_checked_to_exist_but_not_decoded_as_images(tmp_path: Path) -> None:
+    import numpy as np
+
+    root, m = _fresh(tmp_path)
+    item = m["items"][0]
+    (root / "heatmaps").mkdir()
+    for method in item["maps"]:
+        np.save(root / "heatmaps" / f"h{len(method)}{method[0]}.npy", np.zeros((48, 48), np.float16))
+    item["heatmaps"] = {method: f"heatmaps/h{len(method)}{method[0]}.npy" for method in item["maps"]}
+    assert _problems(root, m) == []
+    item["heatmaps"][next(iter(item["maps"]))] = "heatmaps/gone.npy"
+    assert [(f, r) for _, f, r in _problems(root, m)] == [
+        (f"heatmaps.{next(iter(item['maps']))}", "file not found: heatmaps/gone.npy")]
+
+
+def test_content_name_suffixes() -> None:
+    from survey.package import content_name
+
+    digest = hashlib.sha256(b"abc").hexdigest()[:20]
+    assert content_name(b"abc", ".PNG") == digest + ".png"
+    assert content_name(b"abc", "npy") == digest + ".npy"
+    for bad in (".p-g", ".", ".toolongsuffix"):
+        with pytest.raises(ValueError, match=r"bad file suffix .*; expected something like '\.png'"):
+            content_name(b"abc", bad)
