@@ -218,3 +218,25 @@ def test_png_bytes_are_zlib_level_6_so_content_names_stay_stable() -> None:
     Image.fromarray(pixels).save(reference, format="PNG", compress_level=6)
     assert encode_png(pixels) == reference.getvalue()
     assert encode_png(pixels, compress_level=1) != encode_png(pixels)
+
+
+def test_labels_are_checked_before_the_forward_pass_and_only_for_truth(handmade) -> None:  # noqa: ANN001
+    model, images = handmade
+    calls = []
+    model.features = nn.Sequential(nn.Identity())
+    model.features.register_forward_hook(lambda *args: calls.append(1))
+    with pytest.raises(ValueError, match=r"one target class per image"):
+        CAM(model)(images, [0, 1, 2])
+    assert calls == []  # refused before running the backbone
+    predicted = CAM(model)(images, [0, 99], target="predicted")  # labels are not used for 'predicted'
+    assert len(calls) == 1 and predicted.classes.tolist() == predicted.logits.argmax(1).tolist()
+
+
+def test_target_messages_and_class_dtype() -> None:
+    with pytest.raises(ValueError, match=r"^unknown target 'best'; choose one of truth, predicted$"):
+        select_targets(torch.zeros(2, 4), [0, 1], "best")
+    with pytest.raises(ValueError, match=r"^target 'truth' needs the labels of the images; pass labels or "
+                                         r"use target='predicted'$"):
+        select_targets(torch.zeros(2, 4), None, "truth")
+    narrow = check_classes(torch.tensor([0, 3], dtype=torch.uint8), 2, 4, torch.device("cpu"))
+    assert narrow.dtype == torch.long and narrow.tolist() == [0, 3]  # uint8 would index as a mask
