@@ -188,3 +188,39 @@ def test_content_name_suffixes() -> None:
     for bad in (".p-g", ".", ".toolongsuffix"):
         with pytest.raises(ValueError, match=r"bad file suffix .*; expected something like '\.png'"):
             content_name(b"abc", bad)
+
+
+# ----------------------------------------------------------------------- path texts, exactly
+SYNTAX = [
+    (3, "must be a relative path string, got int"),
+    ("", "empty path"),
+    ("a\x00b.png", "path contains a NUL character"),
+    ("maps\\a.png", "use '/' as the separator (backslash found)"),
+    ("/etc/passwd", "absolute path '/etc/passwd' not allowed; paths are relative to the package folder"),
+    ("C:x.png", "absolute path 'C:x.png' not allowed; paths are relative to the package folder"),  # a drive
+    ("../x.png", "path '../x.png' climbs out of the package with '..'"),
+    ("maps//x.png", "path 'maps//x.png' has empty or '.' components; write it plainly like 'maps/x.png'"),
+]
+
+
+@pytest.mark.parametrize(("value", "reason"), SYNTAX)
+def test_each_unsafe_path_has_its_own_reason(package: Path, value: object, reason: str) -> None:
+    from survey.package import UnsafePathError, resolve_inside
+
+    with pytest.raises(UnsafePathError) as error:
+        resolve_inside(package, value)  # type: ignore[arg-type]
+    assert str(error.value) == reason
+    m = manifest_of(package)
+    item = m["items"][0]
+    item["image"] = value
+    assert (item["id"], "image", reason) in [(p.where, p.field, p.reason) for p in validate_manifest(m)]
+
+
+def test_path_suffix_and_method_name_texts(package: Path) -> None:
+    m = manifest_of(package)
+    item = m["items"][0]
+    item["image"] = "images/photo.bmp"
+    item["maps"]["vib"] = "maps/vib_map.png"
+    found = {(p.field, p.reason) for p in validate_manifest(m) if p.where == item["id"]}
+    assert ("image", "'images/photo.bmp' must end with one of .png, .jpg, .jpeg") in found
+    assert ("maps.vib", "path 'maps/vib_map.png' names method 'vib'; use survey.package.content_name()") in found
