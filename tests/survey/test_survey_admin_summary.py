@@ -19,8 +19,9 @@ from survey.importer import import_package
 from survey.sample_package import make_sample_package
 
 # rater -> (choice on every trial, number of trials answered; None = all)
+# ("proposed": always the proposed map, found with the admin's reveal_trial, so the rate is far from 1/2)
 RATERS = {"left-1": ("A", None), "left-2": ("A", None), "right-1": ("B", None), "none-1": ("none", None),
-          "left-partial": ("A", 4), "idle": ("A", 0)}
+          "fan-1": ("proposed", None), "fan-2": ("proposed", None), "left-partial": ("A", 4), "idle": ("A", 0)}
 
 
 @pytest.fixture()
@@ -32,7 +33,11 @@ def engine(sqlite_url: str, tmp_path: Path) -> Engine:
         service.start_rater(engine, "demo", rater)
         answered = 0
         while (limit is None or answered < limit) and (trial := service.next_trial(engine, "demo", rater)):
-            assert service.record_vote(engine, "demo", rater, trial.token, choice).recorded
+            click = choice
+            if choice == "proposed":
+                revealed = service.reveal_trial(engine, trial.token)
+                click = "A" if revealed.left_method == revealed.proposed_method else "B"
+            assert service.record_vote(engine, "demo", rater, trial.token, click).recorded
             answered += 1
     return engine
 
@@ -46,7 +51,7 @@ def test_preference_rate_counts_first_showings_of_regular_items_only(engine: Eng
     k = int((decided["chosen_method"] == decided["proposed_method"]).sum())
     assert (summary.k, summary.n) == (k, len(decided))
     assert summary.no_preference == int((regular["chosen_method"] == "").sum()) > 0
-    assert summary.proposed_rate == k / len(decided)
+    assert summary.proposed_rate == k / len(decided) > 0.6  # not 1/2: swapping the roles would show
     with_repeats = frame[~frame["attention_check"] & (frame["chosen_method"] != "")]
     assert summary.n < len(with_repeats)  # repeats would add votes (and, here, move the rate)
     assert k / len(decided) != (with_repeats["chosen_method"] == with_repeats["proposed_method"]).mean()
@@ -58,7 +63,7 @@ def test_counts_of_raters_votes_and_attention_checks(engine: Engine) -> None:
     summary = service.admin_summary(engine, "demo")
     frame = votes_frame(engine, "demo").fillna({"chosen_method": ""})
     assert summary.study == "demo" and summary.is_open
-    assert (summary.raters_started, summary.raters_finished) == (len(RATERS), 4)
+    assert (summary.raters_started, summary.raters_finished) == (len(RATERS), 6)
     assert summary.n_votes == len(frame) == service.vote_count(engine, "demo")
     checks = frame[frame["attention_check"]]
     wrong = checks[checks["chosen_method"] != checks["expected_method"]]
@@ -90,3 +95,12 @@ def test_votes_per_item_table_by_hand(engine: Engine) -> None:
 def test_an_unknown_study_is_an_error(engine: Engine) -> None:
     with pytest.raises(service.SurveyError):
         service.admin_summary(engine, "nope")
+
+
+def test_a_study_without_votes_has_no_rate_and_no_interval(sqlite_url: str, tmp_path: Path) -> None:
+    engine = get_engine(sqlite_url)
+    import_package(engine, make_sample_package(tmp_path / "demo", n_items=3, n_checks=1))
+    summary = service.admin_summary(engine, "demo")
+    assert (summary.k, summary.n, summary.n_votes, summary.raters_started) == (0, 0, 0, 0)
+    assert summary.proposed_rate is None and summary.ci is None
+    assert summary.votes_per_item["votes"].tolist() == [0, 0, 0, 0]
