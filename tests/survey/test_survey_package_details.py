@@ -224,3 +224,12 @@ def test_path_suffix_and_method_name_texts(package: Path) -> None:
     found = {(p.field, p.reason) for p in validate_manifest(m) if p.where == item["id"]}
     assert ("image", "'images/photo.bmp' must end with one of .png, .jpg, .jpeg") in found
     assert ("maps.vib", "path 'maps/vib_map.png' names method 'vib'; use survey.package.content_name()") in found
+
+
+def test_map_sizes_are_compared_within_an_item_not_across_items(tmp_path: Path) -> None:
+    root, m = _fresh(tmp_path)
+    second = m["items"][1]
+    for index, method in enumerate(second["maps"]):
+        _png(root / "maps" / f"small{index}.png", (40, 30))
+        second["maps"][method] = f"maps/small{index}.png"
+    assert _problems(root, m) == []  # item 1's maps agree with each other; item 0's are another size
