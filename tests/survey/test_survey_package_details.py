@@ -131,6 +131,10 @@ def test_maps_of_one_item_must_share_a_size(tmp_path: Path) -> None:
     assert _problems(root, m) == [(item["id"], f"maps.{second}",
                                    "map is 40x30 but another map of this item is 48x48; "
                                    "the pair is shown at the same size")]
+    item["maps"][first], item["maps"][second] = "maps/odd.png", m["items"][1]["maps"][first]
+    assert _problems(root, m) == [(item["id"], f"maps.{second}",
+                                   "map is 48x48 but another map of this item is 40x30; "
+                                   "the pair is shown at the same size")]
 
 
 def test_mask_must_match_a_non_square_image(tmp_path: Path) -> None:
