@@ -166,3 +166,10 @@ def test_rules_that_keep_everything_say_so(frame: pd.DataFrame) -> None:
     assert rules["exclude_unfinished"] is False
     step = apply_exclusions(load_votes(frame), ExclusionRules(max_failed_checks=None, min_response_ms=None))
     assert step.report["steps"][0]["detail"] == "raters who did not finish their sequence"
+
+
+def test_kept_votes_have_the_same_columns_and_a_fresh_index(frame: pd.DataFrame) -> None:
+    votes = load_votes(frame)
+    kept = apply_exclusions(votes).votes.frame
+    assert list(kept.columns) == list(votes.frame.columns)  # no stray "index" column
+    assert kept.index.tolist() == list(range(len(kept))) and len(kept) < len(votes.frame)
