@@ -240,3 +240,18 @@ def test_target_messages_and_class_dtype() -> None:
         select_targets(torch.zeros(2, 4), None, "truth")
     narrow = check_classes(torch.tensor([0, 3], dtype=torch.uint8), 2, 4, torch.device("cpu"))
     assert narrow.dtype == torch.long and narrow.tolist() == [0, 3]  # uint8 would index as a mask
+
+
+def test_models_outside_the_cam_contract_are_refused_with_the_fix() -> None:
+    from cams.base import check_cam_model
+
+    with pytest.raises(TypeError) as missing:
+        check_cam_model(nn.Sequential())
+    assert str(missing.value) == (
+        "Sequential has no features or fc module; CAM methods need a model with .features "
+        "(images -> feature maps) and .fc (nn.Linear), as models.build_model makes")
+    model = Handmade()
+    model.fc = nn.Sequential(nn.Linear(3, 4))
+    with pytest.raises(TypeError) as not_linear:
+        check_cam_model(model)
+    assert str(not_linear.value) == "model.fc must be an nn.Linear, got Sequential"
