@@ -81,7 +81,7 @@ def test_default_flags_remove_one_rater_per_rule(tmp_path: Path, frame: pd.DataF
     }
     ex = summary["exclusions"]
     assert ex["votes_before"] == len(frame) and ex["raters_before"] == 12
-    assert ex["raters_after"] == 12 - 4 == summary["n_raters"]
+    assert ex["raters_after"] == 12 - 4 == summary["n_raters"] and ex["raters_excluded"] == 4
     removed = sum(v for _, v, _ in steps(summary).values())
     assert ex["votes_excluded"] == ex["votes_before"] - ex["votes_after"] == removed
     assert ex["rules"] == {"exclude_unfinished": True, "max_failed_checks": 0, "min_response_ms": 500.0,
@@ -173,3 +173,15 @@ def test_kept_votes_have_the_same_columns_and_a_fresh_index(frame: pd.DataFrame)
     kept = apply_exclusions(votes).votes.frame
     assert list(kept.columns) == list(votes.frame.columns)  # no stray "index" column
     assert kept.index.tolist() == list(range(len(kept))) and len(kept) < len(votes.frame)
+
+
+def test_everything_excluded_names_each_rules_count(frame: pd.DataFrame) -> None:
+    from analysis.load import VotesError
+
+    fast = frame.assign(response_ms=10)
+    with pytest.raises(VotesError) as error:
+        apply_exclusions(load_votes(fast))
+    unfinished, failed = votes_of(frame, UNFINISHED), votes_of(frame, ONE_FAIL) + votes_of(frame, TWO_FAILS)
+    speeders = len(frame) - unfinished - failed
+    assert (f"(unfinished: {unfinished} votes, attention: {failed} votes, speeders: {speeders} votes, "
+            "fast_votes: 0 votes)") in str(error.value)
