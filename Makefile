@@ -7,7 +7,7 @@ DB ?= sqlite:///data/survey.db
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-dev system-deps test demo demo-votes report bench clean
+.PHONY: help venv venv-dev system-deps test demo demo-votes report bench mutate clean
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,5 +46,9 @@ report: venv ## Write the analysis report of the demo study and print where it i
 bench: venv-dev system-deps ## Run every benchmark in bench/ (prints ratios against a same-run baseline)
 	for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# Not in CI: slow. MODULES="package binomial" picks targets; scripts/mutate.py --list names them all.
+mutate: venv-dev ## Mutation testing of the core modules (mutmut): score per module and survivors
+	nice -n 10 $(PY) -m scripts.mutate $(MODULES)
+
 clean: ## Remove generated data, runs, studies and reports (keeps .venv)
-	rm -rf data runs studies reports
+	rm -rf data runs studies reports mutants .mutation

@@ -47,7 +47,10 @@ def wilson_interval(k: np.ndarray, n: np.ndarray, confidence: float = 0.95) -> t
         p = k / n
         centre = (p + z * z / (2 * n)) / (1 + z * z / n)
         half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return np.where(n > 0, centre - half, np.nan), np.where(n > 0, centre + half, np.nan)
+        # The interval always contains p and lies in [0, 1]; clipping removes only rounding (~1e-16),
+        # which would otherwise put a unanimous item's rate a hair outside its own interval.
+        low, high = np.clip(centre - half, 0.0, p), np.clip(centre + half, p, 1.0)
+    return np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)
 
 
 def item_level_summary(table: pd.DataFrame, confidence: float = 0.95) -> dict:

@@ -15,6 +15,13 @@ import pandas as pd  # noqa: E402
 MAX_ITEMS_PLOTTED = 120
 
 
+
+def _errors(estimate, low, high) -> np.ndarray:  # noqa: ANN001
+    """Error-bar lengths for matplotlib, which refuses negative ones: a percentile bootstrap interval
+    need not contain its estimate, and rounding can put it a hair outside; such a side gets length 0."""
+    estimate, low, high = (np.asarray(v, dtype=float) for v in (estimate, low, high))
+    return np.stack([np.clip(estimate - low, 0.0, None), np.clip(high - estimate, 0.0, None)])
+
 def _png(fig: plt.Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -39,7 +46,7 @@ def item_preference_plot(items: pd.DataFrame, overall: float | None, proposed: s
     ax.errorbar(
         data["rate"],
         y,
-        xerr=[data["rate"] - data["ci_low"], data["ci_high"] - data["rate"]],
+        xerr=_errors(data["rate"], data["ci_low"], data["ci_high"]),
         fmt="none",
         ecolor="lightgrey",
         elinewidth=1.5,
@@ -104,7 +111,7 @@ def bradley_terry_plot(strengths: list[dict]) -> bytes:
     est = np.array([s["log_strength"] for s in order])
     low = np.array([s["ci"][0] if s["ci"] else s["log_strength"] for s in order])
     high = np.array([s["ci"][1] if s["ci"] else s["log_strength"] for s in order])
-    ax.errorbar(est, y, xerr=[est - low, high - est], fmt="o", color="tab:blue", ecolor="lightgrey")
+    ax.errorbar(est, y, xerr=_errors(est, low, high), fmt="o", color="tab:blue", ecolor="lightgrey")
     ax.set_yticks(y, [s["method"] for s in order])
     ax.axvline(0, color="black", lw=0.8, ls="--")
     ax.set_xlabel("Bradley-Terry log-strength (mean 0), 95% two-way bootstrap interval")

@@ -5,6 +5,7 @@ such as "007" stay text), so the analysis behaves the same whether it reads the 
 """
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -41,6 +42,15 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
         values = frame[column].astype(object)
         frame[column] = values.where(values.notna(), None)
     return frame
+
+
+def _csv_field(values: pd.Series) -> pd.Series:
+    """One column as CSV fields (missing -> empty), quoted when they hold a comma, a quote, or a line
+    break. Python's csv writer with a "\\n" terminator leaves a bare carriage return unquoted, and every
+    reader then splits the row there; rater ids and labels are free text, so they can contain one."""
+    text = values.astype(object).where(values.notna(), "").astype(str)
+    quote = text.str.contains(r'[,"\r\n]', regex=True)
+    return text.where(~quote, '"' + text.str.replace('"', '""', regex=False) + '"')
 
 
 def _empty_frame() -> pd.DataFrame:
@@ -97,7 +107,10 @@ def write_votes_csv(url: str | Engine | None, study: str, path: Path | str) -> i
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            out.to_csv(fh, index=False, lineterminator="\n")
+            fh.write(",".join(out.columns) + "\n")
+            if len(out):
+                fields = [_csv_field(out[column]) for column in out.columns]
+                fh.write("\n".join(functools.reduce(lambda a, b: a + "," + b, fields)) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

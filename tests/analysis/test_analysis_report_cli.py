@@ -60,6 +60,12 @@ def test_cli_writes_report_files_with_stable_keys(tmp_path: Path, votes_csv: Pat
     )  # careless/unfinished were excluded
     b = summary["binomial"]
     assert b["k"] / b["n"] == pytest.approx(summary["proposed_rate"])
+    # recounted from the CSV without exclusions: first showings of regular items with a choice
+    first = frame[~frame["attention_check"] & (frame["repeat"] == 0) & frame["chosen_method"].notna()]
+    chose = (first["chosen_method"] == first["proposed_method"])
+    raw = summary["without_exclusions"]
+    assert (raw["binomial"]["k"], raw["binomial"]["n"]) == (int(chose.sum()), len(first))
+    assert raw["proposed_rate"] == pytest.approx(chose.mean())
     assert summary["mixed_model"]["linear"]["fitted"] and summary["mixed_model"]["bayes"]["fitted"]
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and "<img" in html and 'src="figures/' not in html

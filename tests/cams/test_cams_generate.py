@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.stats import entropy as scipy_entropy
 
 import cams.generate as generate_module
 from cams.generate import main as generate
@@ -115,6 +116,28 @@ def test_maps_match_a_fresh_cam_of_the_sample(package):
     )
     stored = np.load(package / item["heatmaps"]["baseline"]).astype(np.float32)
     assert np.abs(stored - expected[0].numpy()).max() < 1e-3  # float16 storage
+    # The same map without cams' own functions: fc row x feature maps, ReLU, bilinear
+    # (half-pixel centres) upsampling, min-max, all written out here.
+    with torch.no_grad():
+        features = model.features(to_model_input([sample.image]))[0].double().numpy()  # C x h x w
+    weights = model.fc.weight[sample.label].detach().double().numpy()
+    raw = np.maximum(np.tensordot(weights, features, axes=1), 0.0)  # h x w
+    h, w = raw.shape
+
+    def bilinear(size: int, source: int) -> np.ndarray:
+        """size x source interpolation weights, align_corners=False (edges clamped)."""
+        out = np.zeros((size, source))
+        for i in range(size):
+            x = min(max((i + 0.5) * source / size - 0.5, 0.0), source - 1)
+            lo = int(np.floor(x))
+            hi = min(lo + 1, source - 1)
+            out[i, lo] += 1 - (x - lo)
+            out[i, hi] += x - lo
+        return out
+
+    up = bilinear(64, h) @ raw @ bilinear(64, w).T
+    by_hand = (up - up.min()) / (up.max() - up.min())
+    assert np.abs(stored - by_hand).max() < 2e-3
     with Image.open(package / item["image"]) as image:
         assert np.array_equal(np.asarray(image), np.asarray(sample.image))
 
@@ -172,6 +195,27 @@ def test_metrics_compare_and_figure_on_the_package(package, tmp_path):
     for row in rows:
         for column in COLUMNS[2:]:
             assert 0.0 <= float(row[column]) <= 1.0, row
+    # The map metrics recomputed from the stored heatmaps and masks with textbook formulas
+    # (deletion/insertion need the models; their range is all that is checked above).
+    items = {i["id"]: i for i in manifest["items"]}
+    checked = 0
+    for row in rows:
+        entry = items[row["item"]]
+        heat = np.load(package / entry["heatmaps"][row["method"]]).astype(np.float64)
+        with Image.open(package / entry["mask"]) as picture:
+            inside = np.asarray(picture.convert("L")) > 127
+        mass = heat / heat.sum() if heat.sum() > 0 else np.full(heat.shape, 1.0 / heat.size)
+        lorenz = np.cumsum(np.sort(mass.ravel()))
+        reference = {
+            "pointing_game": inside[heat == heat.max()].mean(),
+            "energy_in_mask": mass[inside].sum(),
+            "gini": (heat.size + 1 - 2 * lorenz.sum() / lorenz[-1]) / heat.size,  # 1 - 2 x area under Lorenz
+            "entropy": scipy_entropy(mass.ravel()) / np.log(heat.size),
+        }
+        for column, value in reference.items():
+            assert float(row[column]) == pytest.approx(value, rel=2e-5, abs=2e-6), (row, column)
+        checked += 1
+    assert checked == len(rows)
     by = {(r["item"], r["method"]): r for r in rows}
     for item in regular:  # CAM and Grad-CAM of one model: the same picture, the same scores
         assert by[(item, "vib")]["gini"] == by[(item, "gc")]["gini"]

@@ -250,7 +250,8 @@ def test_sides_balanced_through_the_service_and_admin_numbers(engine: Engine) ->
     assert summary.attention_failures == int((checks["chosen_method"] != checks["expected_method"]).sum())
     low, high = proportion_confint(summary.k, summary.n, alpha=0.05, method="beta")
     assert summary.ci == pytest.approx((low, high), abs=1e-9)
-    assert summary.proposed_rate == pytest.approx(summary.k / summary.n)
+    chose_proposed = regular["chosen_method"] == regular["proposed_method"]
+    assert summary.proposed_rate == pytest.approx(chose_proposed.mean())  # recounted, not k / n
     assert list(table.columns) == ["item", "label", "attention_check", "assigned", "proposed_left", "votes",
                                    "chose_proposed"]
     assert asdict(summary)["study"] == "demo"
