@@ -22,6 +22,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import add_smoke_flag, print_header  # noqa: E402
 from models.data.synthetic import SyntheticScenes  # noqa: E402
 
 
@@ -32,8 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.count, args.rounds = 10, 1
     torch.set_num_threads(1)
+    print_header("synthetic scenes against PNG decoding (bench/synthetic_scenes.py)")
     scenes = SyntheticScenes(args.num_classes, args.image_size, args.count, seed=0, split="train")
     pngs = []
     for index in range(args.count):
