@@ -126,3 +126,24 @@ def test_writer_gate_times_out_on_another_process_lock(tmp_path):
         os.close(other)
     with gate.hold(timeout=0.3):
         pass
+
+
+@pytest.mark.postgres
+def test_postgresql_row_lock_waits_end_in_a_busy_error(pg_url):
+    """A rater's transaction that meets a row lock held too long gets an error, not an endless wait."""
+    from sqlalchemy import text
+
+    engine = db.get_engine(pg_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE lock_probe (id int primary key)"))
+        connection.execute(text("INSERT INTO lock_probe VALUES (1)"))
+    with engine.connect() as holder:
+        holder.begin()
+        holder.execute(text("SELECT id FROM lock_probe WHERE id = 1 FOR UPDATE"))
+        start = time.monotonic()
+        with pytest.raises(Exception) as caught, engine.connect() as waiter:
+            waiter.execute(text("SELECT id FROM lock_probe WHERE id = 1 FOR UPDATE"))
+        waited = time.monotonic() - start
+        holder.rollback()
+    assert db.is_busy(caught.value), caught.value
+    assert db.WRITER_WAIT_S - 0.5 < waited < db.WRITER_WAIT_S + 5
