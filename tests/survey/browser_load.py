@@ -57,6 +57,7 @@ class RaterRun:
     acknowledged: dict[int, str] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     clicks: int = 0
+    reclicks: int = 0  # clicks on a button already clicked, because the page had not moved on yet
     error: str = ""
 
 
@@ -119,15 +120,41 @@ async def _state(page) -> dict:  # noqa: ANN001
         return {"progress": "", "thanks": False, "buttons": {}}
 
 
+# Waiting happens *inside the page* (one CDP call per wait, the check runs every 50 ms in the page):
+# polling from Python would cost Chromium and Playwright more CPU than the app itself with 32 pages.
+_READY_JS = """([lastKey]) => {
+    const s = (%s)();
+    if (s.thanks) return s;
+    const a = s.buttons['A'], b = s.buttons['B'];
+    return (s.progress && a && b && a !== lastKey && b !== lastKey) ? s : false;
+}""" % _STATE_JS
+_MOVED_JS = """([position]) => {
+    const s = (%s)();
+    const shown = parseInt((s.progress.split('/')[0] || '').trim(), 10);
+    return s.thanks || shown > position;
+}""" % _STATE_JS
+_STARTED_JS = """() => { const s = (%s)(); return s.thanks || s.progress !== ''; }""" % _STATE_JS
+
+
+async def _wait(page, script: str, arg, timeout_s: float):  # noqa: ANN001, ANN202
+    """The truthy value of ``script`` once it has one, or None after ``timeout_s``."""
+    try:
+        handle = await page.wait_for_function(script, arg=arg, polling=50, timeout=max(1, timeout_s * 1000))
+        return await handle.json_value()
+    except Exception:  # Playwright's TimeoutError, or the page went away
+        return None
+
+
 async def _click(page, key: str, *, double: bool) -> None:  # noqa: ANN001
-    """Clicks the button with Streamlit key class ``key``; a button already gone is not an error."""
+    """Clicks the button with Streamlit key class ``key`` as a person would: at its place on screen,
+    whatever is there now (a button being replaced takes no clicks). Never waits for it."""
     button = page.locator(f".{key} button")
     try:
         if double:
-            await button.dblclick(timeout=1000)
+            await button.dblclick(timeout=1000, force=True)
         else:
-            await button.click(timeout=1000)
-    except Exception:
+            await button.click(timeout=1000, force=True)
+    except Exception:  # gone already: the page moved on
         pass
 
 
@@ -143,51 +170,53 @@ async def run_rater(context, link: str, rater: str, n_trials: int, *, mode: str,
     every = IMPATIENT_EVERY_S if mode == "impatient" else PATIENT_EVERY_S
     run = RaterRun(rater)
 
-    def time_left() -> bool:
-        return time.monotonic() < deadline and not (stop is not None and stop.is_set())
+    def time_left() -> float:
+        if stop is not None and stop.is_set():
+            return 0.0
+        return max(0.0, deadline - time.monotonic())
+
     page = await context.new_page()
     try:
-        await page.goto(link, timeout=max(1.0, deadline - time.monotonic()) * 1000)
+        await page.goto(link, timeout=max(1.0, time_left()) * 1000)
         # consent: click "I agree, start" (again) until the first pair's progress bar shows up
-        last_click = None
         while time_left():
             state = await _state(page)
             if state["progress"] or state["thanks"]:
                 break
             key = state["buttons"].get("I agree, start")
-            if key and (last_click is None or time.monotonic() - last_click >= every):
-                await _click(page, key, double=False)
-                run.clicks += 1
-                last_click = time.monotonic()
-            await asyncio.sleep(0.05)
-        last_token = None
+            if key is None:
+                await _wait(page, "() => document.querySelector('[class*=st-key-consent] button') !== null",
+                            None, min(every, time_left()))
+                continue
+            await _click(page, key, double=False)
+            run.reclicks += run.clicks > 0
+            run.clicks += 1
+            await _wait(page, _STARTED_JS, None, min(every, time_left()))
+        last_key = None
         while time_left():
-            state = await _state(page)
+            state = await _wait(page, _READY_JS, [last_key], min(5.0, time_left()))
+            if state is None:
+                continue
             if state["thanks"]:
                 run.finished = True
                 break
             position = _position(state["progress"])
-            side = sides[(position or 1) % len(sides)] if position else "A"
-            key = state["buttons"].get(side)
-            if position is None or key is None or key == last_token:
-                await asyncio.sleep(0.05)
+            if position is None:
                 continue
-            last_token = key
-            start = last_click = time.monotonic()
+            side = sides[position % len(sides)]
+            key = state["buttons"][side]
+            last_key = key
+            start = time.monotonic()
             await _click(page, key, double=(mode == "impatient"))
             run.clicks += 1
-            while time_left():  # until the page moves on; click again when it is slow
-                await asyncio.sleep(0.03)
-                state = await _state(page)
-                moved = state["thanks"] or (_position(state["progress"]) or 0) > position
-                if moved:
+            while time_left():  # until the page moves on; click again whenever it is slow
+                if await _wait(page, _MOVED_JS, [position], min(every, time_left())):
                     run.latencies_ms.append((time.monotonic() - start) * 1000)
                     run.acknowledged[position] = side
                     break
-                if time.monotonic() - last_click >= every:
-                    await _click(page, key, double=False)
-                    run.clicks += 1
-                    last_click = time.monotonic()
+                await _click(page, key, double=False)
+                run.clicks += 1
+                run.reclicks += 1
         if not run.finished:
             run.error = f"stuck at {await _state(page)}"
             shots = os.environ.get("SURVEY_LOAD_SHOTS")  # debugging aid: where did a rater get stuck?

@@ -46,7 +46,7 @@ def _finish_and_check(url: str, study: str, servers: list[ub.AppServer], n_trial
     run = bl.run_load(servers, study, n_trials, N_RATERS, mode="impatient", timeout_s=75)
     stuck = [f"{r.rater}: {len(r.acknowledged)}/{n_trials} {r.error}" for r in run.raters if not r.finished]
     assert not stuck, "raters did not finish:\n" + "\n".join(stuck)
-    assert all(r.clicks > n_trials for r in run.raters)  # they really clicked more than once per page
+    assert sum(r.reclicks for r in run.raters) > 0  # someone really clicked again on a slow page
     _check_exactly_once(url, study, run.raters)
     for sample in run.servers:
         assert 0 < sample.max_threads <= thread_bound(N_RATERS), sample
