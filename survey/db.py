@@ -252,7 +252,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     """The shared engine for ``url`` (one per URL and process), with the schema at head."""
     url = database_url(url)
-    with _engines_lock:
+    engine = _engines.get(url)  # the common case: no lock at all
+    if engine is not None:
+        return engine
+    # The first requests after a start wait here while one of them migrates: with an end, too.
+    if not _engines_lock.acquire(timeout=MIGRATION_WAIT_S + 10):
+        raise DatabaseBusy(f"the database was still being prepared after {MIGRATION_WAIT_S + 10} s")
+    try:
         engine = _engines.get(url)
         if engine is None:
             engine = make_engine(url)
@@ -260,6 +266,8 @@ def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
                 upgrade(engine)
             _engines[url] = engine
         return engine
+    finally:
+        _engines_lock.release()
 
 
 def dispose_engines() -> None:
