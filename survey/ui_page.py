@@ -20,6 +20,10 @@ log = logging.getLogger("survey.app")
 # Clicks of every session of this process: one write per click however often it arrives (issue 9).
 clicks = SingleFlight()
 
+# Rater-safe notices for clicks that could not be served at once (docs/survey.md, "Under load").
+STILL_SAVING = ("Your answer is still being saved. If this pair is still here in a moment, "
+                "please click your choice again.")
+BUSY = "The study is very busy right now and your last click was not saved. Please click again."
 GENERIC_ERROR = ("Something went wrong on our side. Please reload the page in a moment; "
                  "the answers you already gave are saved.")
 

@@ -17,14 +17,15 @@ import streamlit as st
 
 from survey import service, ui_images, ui_logic
 from survey.clicks import StillRunning
-from survey.db import is_busy
+from survey.db import WRITER_WAIT_S, is_busy
 from survey.invite import verify_token
-from survey.ui_page import GENERIC_ERROR, blinded_image, clicks, engine, guarded, log, page_style, stop_with
+from survey.ui_page import (BUSY, GENERIC_ERROR, STILL_SAVING, blinded_image, clicks, engine, guarded, log,
+                             page_style, stop_with)
 
 NOTICE = "notice"  # session key: a message for the rater from the last click (closed study, ...)
-CLICK_WAIT_S = 3.0  # a repeated click waits this long for the first copy's outcome, then gets a notice
-STILL_SAVING = "Still saving your answer, one moment please. There is no need to click again."
-BUSY = "The study is very busy right now and your last click was not saved. Please click again."
+# A repeated click waits this long for the first copy's outcome (which ends within the database's
+# WRITER_WAIT_S), then gets a notice. The wait is stoppable, so it never piles up threads.
+CLICK_WAIT_S = WRITER_WAIT_S + 2.0
 INVALID_LINK = "This survey link is not valid. Please check the link you were given."
 
 
