@@ -12,13 +12,14 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from survey import ui_images
-from survey.clicks import SingleFlight
+from survey.clicks import SingleFlight, VoteSpacing
 from survey.db import get_engine
 
 log = logging.getLogger("survey.app")
 
 # Clicks of every session of this process: one write per click however often it arrives (issue 9).
 clicks = SingleFlight()
+vote_spacing = VoteSpacing()  # the stray second click of a double click never votes on the next pair
 
 # Rater-safe notices for clicks that could not be served at once (docs/survey.md, "Under load").
 STILL_SAVING = ("Your answer is still being saved. If this pair is still here in a moment, "

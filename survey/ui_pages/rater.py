@@ -20,7 +20,7 @@ from survey.clicks import StillRunning
 from survey.db import WRITER_WAIT_S, is_busy
 from survey.invite import verify_token
 from survey.ui_page import (BUSY, GENERIC_ERROR, STILL_SAVING, blinded_image, clicks, engine, guarded, log,
-                             page_style, stop_with)
+                             page_style, stop_with, vote_spacing)
 
 NOTICE = "notice"  # session key: a message for the rater from the last click (closed study, ...)
 # A repeated click waits this long for the first copy's outcome (which ends within the database's
@@ -38,8 +38,15 @@ def _superseded() -> None:
 def _click(key: tuple, action, *args) -> None:  # noqa: ANN001
     """Runs a button's service call once per ``key`` (see :mod:`survey.clicks`); failures become a
     rater-safe notice. Runs in the button's callback, i.e. in the script thread of this click."""
+    kind, study, rater, *token = key
+    min_gap_s = int(os.environ.get("SURVEY_MIN_VOTE_GAP_MS", "500")) / 1000
+    if kind == "vote" and vote_spacing.too_soon((study, rater), token[0], min_gap_s):
+        return  # the second click of a double click, landed on the pair that just replaced the first
     try:
-        clicks.run(key, lambda: action(engine(), *args), wait_s=CLICK_WAIT_S, poll=_superseded)
+        result, ran_here = clicks.run(key, lambda: action(engine(), *args), wait_s=CLICK_WAIT_S,
+                                      poll=_superseded)
+        if kind == "vote" and ran_here and result.recorded:
+            vote_spacing.voted((study, rater), token[0])
     except service.SurveyError as exc:  # rater-safe by contract (closed study, stale pair, ...)
         st.session_state[NOTICE] = str(exc)
     except StillRunning:

@@ -206,6 +206,7 @@ async def run_rater(context, link: str, rater: str, n_trials: int, *, mode: str,
             side = sides[position % len(sides)]
             key = state["buttons"][side]
             last_key = key
+            await asyncio.sleep(ub.THINK_MS / 1000)  # a person looks at the pair first
             start = time.monotonic()
             await _click(page, key, double=(mode == "impatient"))
             run.clicks += 1

@@ -43,7 +43,7 @@ def _check_exactly_once(url: str, study: str, runs: list[bl.RaterRun]) -> None:
 
 
 def _finish_and_check(url: str, study: str, servers: list[ub.AppServer], n_trials: int) -> bl.LoadRun:
-    run = bl.run_load(servers, study, n_trials, N_RATERS, mode="impatient", timeout_s=75)
+    run = bl.run_load(servers, study, n_trials, N_RATERS, mode="impatient", timeout_s=90)
     stuck = [f"{r.rater}: {len(r.acknowledged)}/{n_trials} {r.error}" for r in run.raters if not r.finished]
     assert not stuck, "raters did not finish:\n" + "\n".join(stuck)
     assert sum(r.reclicks for r in run.raters) > 0  # someone really clicked again on a slow page

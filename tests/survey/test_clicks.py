@@ -147,3 +147,19 @@ def test_postgresql_row_lock_waits_end_in_a_busy_error(pg_url):
         holder.rollback()
     assert db.is_busy(caught.value), caught.value
     assert db.WRITER_WAIT_S - 0.5 < waited < db.WRITER_WAIT_S + 5
+
+
+def test_vote_spacing_ignores_a_new_pair_voted_within_the_gap(monkeypatch):
+    from survey import clicks
+
+    now = [100.0]
+    monkeypatch.setattr(clicks.time, "monotonic", lambda: now[0])
+    spacing = clicks.VoteSpacing()
+    assert not spacing.too_soon("rater", "t1", 0.5)  # nothing voted yet
+    spacing.voted("rater", "t1")
+    now[0] += 0.2
+    assert spacing.too_soon("rater", "t2", 0.5)  # the double click's second click on the next pair
+    assert not spacing.too_soon("rater", "t1", 0.5)  # the same pair: left to SingleFlight (no second write)
+    assert not spacing.too_soon("someone else", "t9", 0.5)
+    now[0] += 0.31
+    assert not spacing.too_soon("rater", "t2", 0.5)  # a considered answer

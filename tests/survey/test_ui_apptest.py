@@ -22,6 +22,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:
     for name in ("SURVEY_STUDY", "SURVEY_ADMIN_PASSWORD", "SURVEY_INVITE_SECRET"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SURVEY_DB_URL", sqlite_url)
+    # AppTest clicks the next pair within milliseconds; no person does (survey.clicks.VoteSpacing)
+    monkeypatch.setenv("SURVEY_MIN_VOTE_GAP_MS", "0")
 
 
 def open_page(query: dict[str, str] | None = None, *, page: str | None = None,
