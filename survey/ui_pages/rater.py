@@ -39,7 +39,7 @@ def _click(key: tuple, action, *args) -> None:  # noqa: ANN001
     """Runs a button's service call once per ``key`` (see :mod:`survey.clicks`); failures become a
     rater-safe notice. Runs in the button's callback, i.e. in the script thread of this click."""
     kind, study, rater, *token = key
-    min_gap_s = int(os.environ.get("SURVEY_MIN_VOTE_GAP_MS", "500")) / 1000
+    min_gap_s = ui_logic.min_vote_gap_s(os.environ.get("SURVEY_MIN_VOTE_GAP_MS"))
     if kind == "vote" and vote_spacing.too_soon((study, rater), token[0], min_gap_s):
         return  # the second click of a double click, landed on the pair that just replaced the first
     try:
