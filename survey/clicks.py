@@ -99,14 +99,15 @@ class SingleFlight:
 
 
 class VoteSpacing:
-    """Ignores a vote on a *new* pair that arrives within ``min_gap_s`` of the rater's previous vote
-    (the rater page uses ``$SURVEY_MIN_VOTE_GAP_MS``, default 500).
+    """Ignores a vote on a *new* pair that arrives within ``min_gap_s`` of the rater's previous click
+    on another pair (the rater page uses ``$SURVEY_MIN_VOTE_GAP_MS``, default 500).
 
-    The second click of a double click can land on the *next* pair's button when that pair appeared
-    between the two clicks (a fast server, or a browser that delayed the second click). Nobody judges
-    a new pair that fast: the analysis already drops answers under 500 ms (``MIN_RESPONSE_MS``), so
-    such a click is taken as the rest of the double click and costs no write. The pair stays on
-    screen and the rater's next click counts.
+    A click repeated at the same spot lands on the *next* pair's button when that pair appeared in
+    between: the second click of a double click, or an impatient click again while the page was
+    changing. Nobody judges a new pair that fast (the analysis drops answers under 500 ms,
+    ``MIN_RESPONSE_MS``), so such a click is taken as a repeat of the previous one and costs no write.
+    The pair stays on screen and the rater's next considered click counts. Measured from the previous
+    click's *arrival*, not from its commit, so a slow server or browser cannot stretch the window.
     """
 
     def __init__(self, remember: int = 20_000) -> None:
@@ -115,13 +116,13 @@ class VoteSpacing:
         self._remember = remember
 
     def too_soon(self, rater: Hashable, token: str, min_gap_s: float) -> bool:
-        """True when ``rater`` voted on another pair less than ``min_gap_s`` ago."""
+        """True when ``rater`` clicked another pair less than ``min_gap_s`` ago."""
         with self._lock:
             last = self._last.get(rater)
         return last is not None and last[0] != token and time.monotonic() - last[1] < min_gap_s
 
-    def voted(self, rater: Hashable, token: str) -> None:
-        """Notes that ``rater``'s vote on ``token`` was just stored."""
+    def clicked(self, rater: Hashable, token: str) -> None:
+        """Notes an accepted click of ``rater`` on the pair ``token`` (now)."""
         with self._lock:
             self._last[rater] = (token, time.monotonic())
             self._last.move_to_end(rater)

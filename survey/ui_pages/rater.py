@@ -40,13 +40,12 @@ def _click(key: tuple, action, *args) -> None:  # noqa: ANN001
     rater-safe notice. Runs in the button's callback, i.e. in the script thread of this click."""
     kind, study, rater, *token = key
     min_gap_s = ui_logic.min_vote_gap_s(os.environ.get("SURVEY_MIN_VOTE_GAP_MS"))
-    if kind == "vote" and vote_spacing.too_soon((study, rater), token[0], min_gap_s):
-        return  # the second click of a double click, landed on the pair that just replaced the first
+    if kind == "vote":
+        if vote_spacing.too_soon((study, rater), token[0], min_gap_s):
+            return  # a repeated click that landed on the pair which had just replaced the clicked one
+        vote_spacing.clicked((study, rater), token[0])
     try:
-        result, ran_here = clicks.run(key, lambda: action(engine(), *args), wait_s=CLICK_WAIT_S,
-                                      poll=_superseded)
-        if kind == "vote" and ran_here and result.recorded:
-            vote_spacing.voted((study, rater), token[0])
+        clicks.run(key, lambda: action(engine(), *args), wait_s=CLICK_WAIT_S, poll=_superseded)
     except service.SurveyError as exc:  # rater-safe by contract (closed study, stale pair, ...)
         st.session_state[NOTICE] = str(exc)
     except StillRunning:

@@ -156,10 +156,13 @@ def test_vote_spacing_ignores_a_new_pair_voted_within_the_gap(monkeypatch):
     monkeypatch.setattr(clicks.time, "monotonic", lambda: now[0])
     spacing = clicks.VoteSpacing()
     assert not spacing.too_soon("rater", "t1", 0.5)  # nothing voted yet
-    spacing.voted("rater", "t1")
+    spacing.clicked("rater", "t1")
     now[0] += 0.2
     assert spacing.too_soon("rater", "t2", 0.5)  # the double click's second click on the next pair
     assert not spacing.too_soon("rater", "t1", 0.5)  # the same pair: left to SingleFlight (no second write)
     assert not spacing.too_soon("someone else", "t9", 0.5)
-    now[0] += 0.31
+    spacing.clicked("rater", "t1")  # an impatient click again on the first pair restarts the window
+    now[0] += 0.4
+    assert spacing.too_soon("rater", "t2", 0.5)
+    now[0] += 0.11
     assert not spacing.too_soon("rater", "t2", 0.5)  # a considered answer
