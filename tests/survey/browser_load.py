@@ -57,7 +57,7 @@ class RaterRun:
     acknowledged: dict[int, str] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     clicks: int = 0
-    reclicks: int = 0  # clicks again on a button, because the page had not moved on yet (taken or not)
+    reclicks: int = 0  # clicks on a button already clicked, because the page had not moved on yet
     error: str = ""
 
 
@@ -145,22 +145,9 @@ async def _wait(page, script: str, arg, timeout_s: float):  # noqa: ANN001, ANN2
         return None
 
 
-# A click again on the *same* button, decided and dispatched in one step inside the page: only if
-# that button (its trial token is in its key) is on screen and takes clicks at this instant. A person
-# clicking again hits what is under the pointer at that moment; Playwright's own click resolves the
-# element first and dispatches later, which on a starved machine can land seconds late on the next
-# pair's button (a click nobody made).
-_CLICK_AGAIN_JS = """(key) => {
-    const b = document.querySelector('.' + key + ' button');
-    if (b === null || getComputedStyle(b).pointerEvents === 'none') return false;
-    b.click();
-    return true;
-}"""
-
-
 async def _click(page, key: str, *, double: bool) -> None:  # noqa: ANN001
-    """The first click (or double click) on the button with Streamlit key class ``key``, at its place
-    on screen (a button being replaced takes no clicks). Never waits for it."""
+    """Clicks the button with Streamlit key class ``key`` as a person would: at its place on screen,
+    whatever is there now (a button being replaced takes no clicks). Never waits for it."""
     button = page.locator(f".{key} button")
     try:
         if double:
@@ -169,13 +156,6 @@ async def _click(page, key: str, *, double: bool) -> None:  # noqa: ANN001
             await button.click(timeout=1000, force=True)
     except Exception:  # gone already: the page moved on
         pass
-
-
-async def _click_again(page, key: str) -> bool:  # noqa: ANN001
-    try:
-        return bool(await page.evaluate(_CLICK_AGAIN_JS, key))
-    except Exception:
-        return False
 
 
 def _position(progress: str) -> int | None:
@@ -208,11 +188,8 @@ async def run_rater(context, link: str, rater: str, n_trials: int, *, mode: str,
                 await _wait(page, "() => document.querySelector('[class*=st-key-consent] button') !== null",
                             None, min(every, time_left()))
                 continue
-            if run.clicks == 0:
-                await _click(page, key, double=False)
-            else:
-                await _click_again(page, key)
-                run.reclicks += 1
+            await _click(page, key, double=False)
+            run.reclicks += run.clicks > 0
             run.clicks += 1
             await _wait(page, _STARTED_JS, None, min(every, time_left()))
         last_key = None
@@ -238,7 +215,7 @@ async def run_rater(context, link: str, rater: str, n_trials: int, *, mode: str,
                     run.latencies_ms.append((time.monotonic() - start) * 1000)
                     run.acknowledged[position] = side
                     break
-                await _click_again(page, key)  # whether the page takes it or not (stale)
+                await _click(page, key, double=False)
                 run.clicks += 1
                 run.reclicks += 1
         if not run.finished:
