@@ -1,5 +1,6 @@
-"""Make the README's two pictures from a real `make demo` run: the CAM figure of the demo study
-(`python -m cams.figure`) and a screenshot of the rater page in Debian's Chromium (Playwright).
+"""Make the README's pictures from a real `make demo` run: the CAM figure of the demo study
+(`python -m cams.figure`) and screenshots of the rater page (desktop, and a 390 x 844 phone for
+docs/rater-app.md) in Debian's Chromium (Playwright).
 
     make demo            # once, so that studies/demo and data/survey.db exist
     python -m scripts.readme_images
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> None:
         [sys.executable, "-m", "cams.figure", str(args.study_dir), "--items", "4", "--out", str(args.out / "cam-figure.png")],
         [sys.executable, "-m", "tests.survey.ui_browser", "--db", args.db, "--study", "demo",
          "--out", str(args.out / "rater-page.png")],
+        [sys.executable, "-m", "tests.survey.ui_browser", "--db", args.db, "--study", "demo", "--phone",
+         "--out", str(args.out / "rater-phone.png")],
     ]
     for cmd in steps:
         if subprocess.run(cmd).returncode != 0:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,13 @@ from sqlalchemy.orm import Session
 
 DEFAULT_URL = "sqlite:///data/survey.db"
 URL_ENV = "SURVEY_DB_URL"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# The longest a write waits for its turn (this process's gate, another process's flock, PostgreSQL row
+# locks) before giving up with DatabaseBusy. Short enough that SIGTERM ends the app within 10 s.
+WRITER_WAIT_S = 5.0
+# The longest a request waits for a pooled connection (SQLAlchemy's default is 30 s).
+POOL_TIMEOUT_S = 5.0
+MIGRATION_WAIT_S = 60  # a schema upgrade may take a while; others starting at once wait this long for it
 SYNCHRONOUS_ENV = "SURVEY_SQLITE_SYNCHRONOUS"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any fixed 64-bit number: serialises concurrent schema upgrades on one PostgreSQL database.
@@ -37,6 +44,13 @@ PG_MIGRATION_LOCK = 0x76696263616D
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
+
+
+class DatabaseBusy(TimeoutError):
+    """The database did not give this process its turn to write in time; nothing was written.
+
+    Raised instead of waiting forever: a rater's click must end (with a notice) rather than park a
+    thread that nothing can stop (see docs/survey.md, "Under load")."""
 
 
 class _WriterGate:
@@ -47,6 +61,10 @@ class _WriterGate:
     writers block on a thread lock (same process) and ``flock`` on ``<db>-writer.lock`` (other
     processes), which wake the next writer as soon as the lock is released. Correctness never
     depends on this gate: BEGIN IMMEDIATE and the busy timeout still serialise anyone who bypasses it.
+
+    Every wait here has a deadline (:data:`WRITER_WAIT_S`) and ends in :class:`DatabaseBusy`: a
+    Streamlit script thread blocked in a lock cannot be stopped, and with fast reruns every
+    impatient click used to add one more such thread (issue 9).
     """
 
     def __init__(self, database: str) -> None:
@@ -56,20 +74,40 @@ class _WriterGate:
         self.fd: int | None = None
         self.pid = -1
 
+    def _flock(self, deadline: float) -> None:
+        """``flock(LOCK_EX)`` until ``deadline``: non-blocking tries with short sleeps (flock itself
+        has no timeout)."""
+        pause = 0.0005
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise DatabaseBusy(f"another process held {self.path} for over {WRITER_WAIT_S:.0f} s") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.01)
+
     @contextmanager
-    def hold(self) -> Iterator[None]:
-        with self.lock:
+    def hold(self, timeout: float | None = None) -> Iterator[None]:
+        timeout = WRITER_WAIT_S if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        if not self.lock.acquire(timeout=timeout):
+            raise DatabaseBusy(f"no turn to write within {timeout:.1f} s")
+        try:
             if self.fd is None or self.pid != os.getpid():  # (re)open per process: flock is per open file
                 self.fd, self.pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+            if self.depth == 0:
+                self._flock(deadline)
             self.depth += 1
-            if self.depth == 1:
-                fcntl.flock(self.fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 self.depth -= 1
                 if self.depth == 0:
                     fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            self.lock.release()
 
 
 _gates: dict[str, _WriterGate] = {}
@@ -77,7 +115,7 @@ _gates_lock = threading.Lock()
 
 
 @contextmanager
-def _writer_turn(engine: Engine) -> Iterator[None]:
+def _writer_turn(engine: Engine, timeout: float | None = None) -> Iterator[None]:
     """Waits for this machine's turn to write (SQLite only; PostgreSQL has row locks)."""
     if engine.dialect.name != "sqlite":
         yield
@@ -85,7 +123,7 @@ def _writer_turn(engine: Engine) -> Iterator[None]:
     database = str(Path(engine.url.database).resolve())
     with _gates_lock:
         gate = _gates.setdefault(database, _WriterGate(database))
-    with gate.hold():
+    with gate.hold(timeout):
         yield
 
 
@@ -157,13 +195,19 @@ def make_engine(url: str | None = None) -> Engine:
         except OSError as exc:
             raise DatabaseError(f"cannot create the folder {folder} for {url}: {exc}") from None
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-                                                  "check_same_thread": False})
+                                                  "check_same_thread": False},
+                               pool_size=8, max_overflow=24, pool_timeout=POOL_TIMEOUT_S)
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":
             raise DatabaseError(f"{parsed.drivername}: use postgresql+psycopg://... (psycopg 3)")
-        return create_engine(url, pool_pre_ping=True)
+        # Server-side limits, so no statement on a rater's path waits without end: a row lock held too
+        # long ends in an error (LockNotAvailable), as does a transaction left idle by a dead client.
+        options = (f"-c lock_timeout={int(WRITER_WAIT_S * 1000)} "
+                   "-c idle_in_transaction_session_timeout=60000")
+        return create_engine(url, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT_S,
+                             connect_args={"connect_timeout": 10, "options": options})
     raise DatabaseError(f"unsupported database {parsed.drivername!r} in {url}; "
                         "use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB")
 
@@ -197,8 +241,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrates the schema to ``revision``; safe when several processes do it at once."""
     from alembic import command
 
-    with _writer_turn(engine), engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, so upgrades queue up
+    with _writer_turn(engine, MIGRATION_WAIT_S), engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE
         if connection.dialect.name == "postgresql":
+            # Replicas starting together queue here while one migrates: longer than a vote's lock wait.
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{MIGRATION_WAIT_S}s'")
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
         command.upgrade(_alembic_config(connection), revision)
 
@@ -206,7 +252,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     """The shared engine for ``url`` (one per URL and process), with the schema at head."""
     url = database_url(url)
-    with _engines_lock:
+    engine = _engines.get(url)  # the common case: no lock at all
+    if engine is not None:
+        return engine
+    # The first requests after a start wait here while one of them migrates: with an end, too.
+    if not _engines_lock.acquire(timeout=MIGRATION_WAIT_S + 10):
+        raise DatabaseBusy(f"the database was still being prepared after {MIGRATION_WAIT_S + 10} s")
+    try:
         engine = _engines.get(url)
         if engine is None:
             engine = make_engine(url)
@@ -214,6 +266,8 @@ def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
                 upgrade(engine)
             _engines[url] = engine
         return engine
+    finally:
+        _engines_lock.release()
 
 
 def dispose_engines() -> None:
@@ -257,3 +311,20 @@ def read_session(engine: Engine) -> Iterator[Session]:
     """A read-only session (SQLite: deferred BEGIN, runs beside a writer under WAL)."""
     with Session(engine, execution_options={"sqlite_begin": "DEFERRED"}) as session:
         yield session  # closing the session ends (rolls back) its read transaction
+
+
+def is_busy(exc: BaseException) -> bool:
+    """True when ``exc`` means "the database was too busy, nothing was written, try again": our own
+    :class:`DatabaseBusy`, a full connection pool, SQLite's "database is locked" after its busy
+    timeout, PostgreSQL's ``lock_timeout`` (LockNotAvailable)."""
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, (DatabaseBusy, PoolTimeout)):
+        return True
+    if isinstance(exc, OperationalError):
+        original = exc.orig
+        if getattr(original, "sqlstate", None) == "55P03":  # lock_not_available
+            return True
+        return "database is locked" in str(original)
+    return False

@@ -98,6 +98,20 @@ def token_from(value: object) -> str | None:
     return text
 
 
+DEFAULT_MIN_VOTE_GAP_MS = 500  # the analysis' default minimum response time (MIN_RESPONSE_MS)
+
+
+def min_vote_gap_s(value: str | None) -> float:
+    """``$SURVEY_MIN_VOTE_GAP_MS`` in seconds (default 0.5 s): a vote on a new pair sooner than this
+    after the rater's previous vote is the tail of a double click (``survey.clicks.VoteSpacing``).
+    A value that is not a whole number of milliseconds >= 0 falls back to the default."""
+    try:
+        ms = int(value) if value not in (None, "") else DEFAULT_MIN_VOTE_GAP_MS
+    except ValueError:
+        ms = DEFAULT_MIN_VOTE_GAP_MS
+    return (ms if ms >= 0 else DEFAULT_MIN_VOTE_GAP_MS) / 1000
+
+
 def progress(position: int, total: int) -> tuple[float, str]:
     """Bar fraction (share already answered) and the text "7 / 15" for the item on screen."""
     if total <= 0:

@@ -12,12 +12,46 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from survey import ui_images
+from survey.clicks import SingleFlight, VoteSpacing
 from survey.db import get_engine
 
 log = logging.getLogger("survey.app")
 
+# Clicks of every session of this process: one write per click however often it arrives (issue 9).
+clicks = SingleFlight()
+vote_spacing = VoteSpacing()  # the stray second click of a double click never votes on the next pair
+
+# Rater-safe notices for clicks that could not be served at once (docs/survey.md, "Under load").
+STILL_SAVING = ("Your answer is still being saved. If this pair is still here in a moment, "
+                "please click your choice again.")
+BUSY = "The study is very busy right now and your last click was not saved. Please click again."
 GENERIC_ERROR = ("Something went wrong on our side. Please reload the page in a moment; "
                  "the answers you already gave are saved.")
+
+
+# Injected into every run of the rater page (no method names, no file names: pure layout).
+# 1. Buttons of the previous run (Streamlit marks them data-stale while the next run is on its way)
+#    take no clicks: an impatient second click would only restart the run that is about to answer.
+# 2. Phones (Streamlit stacks columns below 640 px): the photo sits on top, half width, and maps A
+#    and B stay side by side with their buttons, so a 390 x 844 screen shows both without scrolling.
+PAGE_CSS = """<style>
+[data-stale="true"] button { pointer-events: none; }
+@media (max-width: 640px) {
+  [data-testid="stMainBlockContainer"] { padding-top: 3.5rem; padding-bottom: 1rem; }
+  .st-key-pair [data-testid="stHorizontalBlock"] {
+    display: grid !important; grid-template-columns: 1fr 1fr; column-gap: 0.75rem; row-gap: 0.25rem;
+  }
+  .st-key-pair [data-testid="stColumn"] { width: auto !important; min-width: 0 !important; }
+  .st-key-pair [data-testid="stColumn"]:first-child {
+    grid-column: 1 / 3; justify-self: center; width: 46% !important;
+  }
+}
+</style>"""
+
+
+def page_style() -> None:
+    """Adds :data:`PAGE_CSS` to this run of the page."""
+    st.html(PAGE_CSS)
 
 
 def engine() -> Engine:

@@ -16,22 +16,47 @@ import os
 import streamlit as st
 
 from survey import service, ui_images, ui_logic
+from survey.clicks import StillRunning
+from survey.db import WRITER_WAIT_S, is_busy
 from survey.invite import verify_token
-from survey.ui_page import GENERIC_ERROR, blinded_image, engine, guarded, log, stop_with
+from survey.ui_page import (BUSY, GENERIC_ERROR, STILL_SAVING, blinded_image, clicks, engine, guarded, log,
+                             page_style, stop_with, vote_spacing)
 
 NOTICE = "notice"  # session key: a message for the rater from the last click (closed study, ...)
+# A repeated click waits this long for the first copy's outcome (which ends within the database's
+# WRITER_WAIT_S), then gets a notice. The wait is stoppable, so it never piles up threads.
+CLICK_WAIT_S = WRITER_WAIT_S + 2.0
 INVALID_LINK = "This survey link is not valid. Please check the link you were given."
 
 
-def _notify(action, *args) -> None:  # noqa: ANN001
-    """Runs a service call from a button callback; failures become a rater-safe notice."""
+def _superseded() -> None:
+    """A Streamlit yield point: raises StopException when a newer click has replaced this run, so a
+    thread waiting for an earlier copy of its click ends instead of piling up."""
+    _ = NOTICE in st.session_state
+
+
+def _click(key: tuple, action, *args) -> None:  # noqa: ANN001
+    """Runs a button's service call once per ``key`` (see :mod:`survey.clicks`); failures become a
+    rater-safe notice. Runs in the button's callback, i.e. in the script thread of this click."""
+    kind, study, rater, *token = key
+    min_gap_s = ui_logic.min_vote_gap_s(os.environ.get("SURVEY_MIN_VOTE_GAP_MS"))
+    if kind == "vote":
+        if vote_spacing.too_soon((study, rater), token[0], min_gap_s):
+            return  # a repeated click that landed on the pair which had just replaced the clicked one
+        vote_spacing.clicked((study, rater), token[0])
     try:
-        action(engine(), *args)
+        clicks.run(key, lambda: action(engine(), *args), wait_s=CLICK_WAIT_S, poll=_superseded)
     except service.SurveyError as exc:  # rater-safe by contract (closed study, stale pair, ...)
         st.session_state[NOTICE] = str(exc)
-    except Exception:
-        log.exception("%s failed", getattr(action, "__name__", "survey action"))
-        st.session_state[NOTICE] = GENERIC_ERROR
+    except StillRunning:
+        st.session_state[NOTICE] = STILL_SAVING
+    except Exception as exc:
+        if is_busy(exc):
+            log.warning("%s: database busy (%s)", getattr(action, "__name__", "survey action"), exc)
+            st.session_state[NOTICE] = BUSY
+        else:
+            log.exception("%s failed", getattr(action, "__name__", "survey action"))
+            st.session_state[NOTICE] = GENERIC_ERROR
 
 
 def _ask_for_rater_id() -> None:
@@ -82,24 +107,25 @@ def _welcome(view: service.StudyView, rater: str) -> None:
             with column:
                 blinded_image(view.package_root, path, caption)
     st.button("I agree, start", type="primary", key="consent",
-              on_click=_notify, args=(service.start_rater, view.name, rater))
+              on_click=_click, args=(("start", view.name, rater), service.start_rater, view.name, rater))
 
 
 def _show_trial(view: service.StudyView, rater: str, trial: service.Trial) -> None:
+    vote = ("vote", view.name, rater, trial.token)  # one write per trial, whichever button and how often
     fraction, text = ui_logic.progress(trial.position, trial.total)
     st.progress(fraction, text=text)
     st.markdown(ui_logic.question_markdown(view.question, trial.label))
-    photo, left, right = st.columns(3, gap="medium")
+    photo, left, right = st.container(key="pair").columns(3, gap="medium")
     with photo:
         blinded_image(view.package_root, trial.image_path, "Photo")
     for column, side, path in ((left, "A", trial.left_path), (right, "B", trial.right_path)):
         with column:
             blinded_image(view.package_root, path, side)
-            st.button(side, key=f"{side}-{trial.token}", type="primary", width="stretch",
-                      on_click=_notify, args=(service.record_vote, view.name, rater, trial.token, side))
+            st.button(side, key=f"{side}-{trial.token}", type="primary", width="stretch", on_click=_click,
+                      args=(vote, service.record_vote, view.name, rater, trial.token, side))
     if trial.allow_no_preference:
-        st.button("No preference", key=f"none-{trial.token}", width="stretch",
-                  on_click=_notify, args=(service.record_vote, view.name, rater, trial.token, "none"))
+        st.button("No preference", key=f"none-{trial.token}", width="stretch", on_click=_click,
+                  args=(vote, service.record_vote, view.name, rater, trial.token, "none"))
 
 
 def _finish(view: service.StudyView, rater: str) -> None:
@@ -114,6 +140,7 @@ def _finish(view: service.StudyView, rater: str) -> None:
 
 
 def render() -> None:
+    page_style()
     eng = engine()
     try:
         name = ui_logic.choose_study(st.query_params.get("study"), os.environ.get("SURVEY_STUDY"),

@@ -50,7 +50,11 @@ def _answer_all(page, n_trials: int, pattern: str, *, dom: list[str],  # noqa: A
             "imgs => imgs.map(i => [i.alt, Math.round(i.getBoundingClientRect().width),"
             " Math.round(i.getBoundingClientRect().height)])")
         assert [alt for alt, *_ in shown] == ["Photo", "A", "B"]
-        assert len({tuple(size) for _, *size in shown}) == 1  # photo, A and B at the same size
+        if page.viewport_size == ub.PHONE:  # phone: photo on top, A and B side by side, no scrolling
+            page.wait_for_function("() => document.querySelector('[data-stale=true]') === null")
+            _assert_phone_layout(page)
+        else:  # desktop: photo, A and B in a row at the same size
+            assert len({tuple(size) for _, *size in shown}) == 1
         if fits_screen:  # 1280 x 800: the whole pair and both buttons without scrolling
             for side in "AB":
                 assert page.get_by_role("button", name=side, exact=True).evaluate_all(
@@ -64,6 +68,58 @@ def _answer_all(page, n_trials: int, pattern: str, *, dom: list[str],  # noqa: A
             assert ub.progress_text(page) == f"{position + 1} / {n_trials}"
     page.get_by_text("Thank you!").wait_for(timeout=30_000)
     dom.append(page.content())
+
+
+# The boxes (left, top, right, bottom) of the current photo, map A, map B and the A and B buttons.
+_PHONE_BOXES_JS = """() => {
+    const fresh = el => { const box = el.closest('[data-stale]'); return box === null || box.dataset.stale === 'false'; };
+    const box = el => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+    const imgs = Array.from(document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"] img')).filter(fresh);
+    const buttons = Array.from(document.querySelectorAll('button')).filter(fresh);
+    const named = name => buttons.filter(b => b.innerText.trim() === name).map(box);
+    return {imgs: imgs.map(i => [i.alt, ...box(i)]), A: named('A'), B: named('B'),
+            scrollY: window.scrollY, scrollWidth: document.documentElement.scrollWidth,
+            height: window.innerHeight, width: window.innerWidth};
+}"""
+
+
+def _assert_phone_layout(page) -> None:  # noqa: ANN001
+    """390 x 844: maps A and B side by side, both with their buttons, on screen together without
+    scrolling; the photo above them, smaller; nothing wider than the screen."""
+    shown = page.evaluate(_PHONE_BOXES_JS)
+    assert shown["scrollY"] == 0 and shown["scrollWidth"] <= shown["width"] == ub.PHONE["width"]
+    boxes = {alt: box for alt, *box in shown["imgs"]}
+    assert sorted(boxes) == ["A", "B", "Photo"]
+    assert len(shown["A"]) == 1 and len(shown["B"]) == 1
+    photo, a, b = boxes["Photo"], boxes["A"], boxes["B"]
+    for left, top, right, bottom in (a, b, shown["A"][0], shown["B"][0]):
+        assert 0 <= left < right <= shown["width"] and 0 <= top < bottom <= shown["height"]  # fully on screen
+    assert a[2] <= b[0] and abs(a[1] - b[1]) < 2  # side by side, A left of B, same height on screen
+    assert shown["A"][0][1] >= a[3] and shown["B"][0][1] >= b[3]  # each button below its map
+    assert photo[3] <= a[1]  # the photo above the maps
+    assert photo[2] - photo[0] <= a[2] - a[0] + 1  # and no bigger than a map
+    assert a[2] - a[0] > 0.4 * shown["width"] * 0.9  # maps still big enough to compare
+
+
+def test_phone_shows_both_maps_and_their_buttons_without_scrolling(tmp_path: Path, sqlite_url: str,
+                                                                    playwright):
+    study = make_study(tmp_path, sqlite_url, n_items=2, n_checks=1, image_size=96, photographic=True)
+    with ub.serve_app(sqlite_url, log_dir=tmp_path) as server:
+        browser = ub.launch_chromium(playwright)
+        try:
+            phone = browser.new_context(viewport=ub.PHONE, is_mobile=True, has_touch=True).new_page()
+            phone.goto(server.link(study=study.name, rater="phone"))
+            ub.agree(phone)
+            for position in range(1, study.n_trials + 1):
+                ub.wait_for_progress(phone, f"{position} / {study.n_trials}")
+                ub.wait_for_pair(phone)
+                phone.wait_for_function("() => document.querySelector('[data-stale=true]') === null")
+                _assert_phone_layout(phone)
+                ub.choose(phone, "AB"[position % 2])
+            phone.get_by_text("Thank you!").wait_for(timeout=30_000)
+        finally:
+            browser.close()
+    assert len(votes_frame(sqlite_url, study.name)) == study.n_trials
 
 
 def _admin_sees_both_raters(page, server: ub.AppServer, n_votes: int) -> None:  # noqa: ANN001
@@ -106,11 +162,7 @@ def test_two_raters_finish_blinded(tmp_path: Path, sqlite_url: str, playwright):
             ub.agree(phone)
             ub.wait_for_progress(phone, f"1 / {n}")
             ub.wait_for_pair(phone)
-            # phone width: nothing wider than the screen, the three images equally wide
-            assert phone.evaluate("document.documentElement.scrollWidth") <= ub.PHONE["width"]
-            widths = phone.locator(ub.MAIN_IMAGES).evaluate_all(
-                "imgs => imgs.map(i => i.getBoundingClientRect().width)")
-            assert len({round(w) for w in widths}) == 1 and widths[0] > 0.7 * ub.PHONE["width"]
+            _assert_phone_layout(phone)
             phone.reload()  # a reload resumes at the same pair, without the consent page
             ub.wait_for_progress(phone, f"1 / {n}")
             assert phone.get_by_role("button", name="I agree, start").count() == 0

@@ -11,7 +11,7 @@ from survey import admin_auth, service, ui_admin_setup
 from survey.db import get_engine
 from survey.export import votes_frame
 from survey.invite import make_token
-from survey.ui_page import GENERIC_ERROR, votes_csv
+from survey.ui_page import BUSY, GENERIC_ERROR, votes_csv
 from tests.survey.test_admin_auth import FakeClock
 from tests.survey.ui_fixtures import APP, make_study
 
@@ -23,6 +23,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:
     for name in ("SURVEY_STUDY", "SURVEY_ADMIN_PASSWORD", "SURVEY_INVITE_SECRET", "SURVEY_DEMO"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SURVEY_DB_URL", sqlite_url)
+    # AppTest clicks the next pair within milliseconds; no person does (survey.clicks.VoteSpacing)
+    monkeypatch.setenv("SURVEY_MIN_VOTE_GAP_MS", "0")
 
 
 def open_page(query: dict[str, str] | None = None, *, page: str | None = None,
@@ -400,3 +402,34 @@ def test_failures_show_only_a_generic_message(tmp_path: Path, sqlite_url: str, m
     monkeypatch.setenv("SURVEY_DB_URL", f"sqlite:///{tmp_path / 'garbage.db'}")
     at = open_page({"study": study.name, "rater": "unlucky"})
     assert [e.value for e in at.error] == [GENERIC_ERROR]
+
+
+# ------------------------------------------------------------------------- busy database (issue 9)
+def test_busy_database_gives_a_notice_and_the_next_click_records_once(tmp_path: Path, sqlite_url: str,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    from survey import db
+    from survey.ui_page import clicks
+
+    study = make_study(tmp_path, sqlite_url)
+    at = start(study, "busy rater")
+    assert progress_text(at) == f"1 / {study.n_trials}"
+    real = service.record_vote
+    calls: list[str] = []
+
+    def busy_once(engine, *args):  # noqa: ANN001, ANN202
+        calls.append(args[2])
+        if len(calls) == 1:
+            raise db.DatabaseBusy("no turn to write within 5.0 s")
+        return real(engine, *args)
+
+    monkeypatch.setattr(service, "record_vote", busy_once)
+    at.run()  # the buttons now carry the patched call
+    executions = clicks.executions
+    click(at, "A")
+    assert BUSY in texts(at) and progress_text(at) == f"1 / {study.n_trials}"  # same pair, clear notice
+    assert not any("DatabaseBusy" in t or "5.0 s" in t for t in texts(at))
+    click(at, "B")  # the rater clicks again: this one is stored
+    assert progress_text(at) == f"2 / {study.n_trials}" and BUSY not in texts(at)
+    assert clicks.executions - executions == 2 and len(calls) == 2
+    votes = votes_frame(sqlite_url, study.name)
+    assert list(votes["chosen_side"]) == ["right"]

@@ -235,3 +235,9 @@ def test_the_app_never_imports_torch(tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_min_vote_gap_from_the_environment():
+    assert ui_logic.min_vote_gap_s(None) == 0.5 and ui_logic.min_vote_gap_s("") == 0.5
+    assert ui_logic.min_vote_gap_s("0") == 0.0 and ui_logic.min_vote_gap_s("750") == 0.75
+    assert ui_logic.min_vote_gap_s("fast") == 0.5 and ui_logic.min_vote_gap_s("-3") == 0.5

@@ -226,9 +226,14 @@ _FRESH_VOTE_BUTTON_JS = """([name]) => {
 }"""
 
 
+THINK_MS = 600  # a person looks at a new pair before voting; the app ignores votes < 500 ms after the last
+
+
 def choose(page, side: str, *, double: bool = False, timeout_ms: float = 30_000) -> None:  # noqa: ANN001
-    """Clicks (or double-clicks) the vote button ``side`` of the pair now on screen."""
+    """Clicks (or double-clicks) the vote button ``side`` of the pair now on screen, after looking
+    at it for THINK_MS (survey.clicks.VoteSpacing ignores a vote on a new pair sooner than that)."""
     key = page.wait_for_function(_FRESH_VOTE_BUTTON_JS, arg=[side], timeout=timeout_ms).json_value()
+    page.wait_for_timeout(THINK_MS)
     page.evaluate("key => { window.__lastVoteToken = "
                   "key.slice('st-key-'.length).split('-').slice(1).join('-'); }", key)
     button = page.locator(f".{key} button")

@@ -1,0 +1,222 @@
+"""Launch-day load in real browsers: 1, 8, 16 and 32 raters at once in Chromium (a context each)
+against ``streamlit run survey/app.py``, patient and impatient, on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/survey_browser_load.py                       # everything (~15 min, 2 cores)
+    .venv/bin/python bench/survey_browser_load.py --raters 1,8 --modes impatient --backends sqlite
+
+Raters (tests/survey/browser_load.py): *impatient* ones double-click A/B and click again every
+300 ms while the page has not moved on; *patient* ones click once and again only after 5 s.
+Every run gets a fresh server and a fresh study (so threads, RSS and CPU time are its own) and
+reports:
+
+  completion   share of raters who reached the thank-you page before --timeout-s
+  p50/p95/p99  click to next pair: from the first click on A/B until the page shows the next pair
+  votes/s      acknowledged votes per second of wall time
+  threads      the most threads the server process had (sampled every 100 ms)
+  RSS          the server's peak resident memory
+  CPU/vote     the server's CPU time (user + system) over the run, per acknowledged vote
+
+each also as a ratio against the 1-rater run of the same backend and mode in the same invocation
+(the 1-rater run is added when --raters leaves it out). Targets (issue 9): 100 % completion
+everywhere; CPU/vote at 32 impatient raters <= 2x the 1-rater figure; p95 at 16 impatient raters <=
+4x the 1-rater p95. A run also fails if an acknowledged vote is missing from the export, or
+exported twice. Exit status 1 on any failure. PostgreSQL runs in a throwaway local cluster
+(``survey.testing_pg``); where it is not installed it is skipped with a note.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SIZES = (1, 8, 16, 32)
+MODES = ("impatient", "patient")
+BACKENDS = ("sqlite", "postgresql")
+CPU_RATIO_TARGET = 2.0  # at 32 impatient raters
+P95_RATIO_TARGET = 4.0  # at 16 impatient raters
+
+
+def _csv(kind, allowed=None):  # noqa: ANN001, ANN202
+    def parse(text: str) -> list:
+        values = [kind(v.strip()) for v in text.split(",") if v.strip()]
+        bad = [v for v in values if allowed is not None and v not in allowed]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(map(str, allowed or []))}")
+        return values
+    return parse
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def one_run(url: str, workdir: Path, n_raters: int, mode: str, items: int, timeout_s: float) -> dict:
+    """A fresh study and server; ``n_raters`` raters at once; the figures and the exactly-once check."""
+    from survey.db import dispose_engines
+    from tests.survey import browser_load as bl
+    from tests.survey import ui_browser as ub
+    from tests.survey.ui_fixtures import make_study
+
+    name = f"b{mode[0]}{n_raters}"
+    study = make_study(workdir, url, name=name, n_items=items, n_checks=1, image_size=224, photographic=True)
+    dispose_engines()
+    with ub.serve_app(url, log_dir=workdir) as server:
+        run = bl.run_load([server], name, study.n_trials, n_raters, mode=mode, timeout_s=timeout_s)
+        sigterm_s = bl.sigterm_seconds(server)
+    exported = bl.exported_votes(url, name)
+    dispose_engines()
+    mismatched = [r.rater for r in run.raters if sorted(r.acknowledged.items()) != exported.get(r.rater, [])
+                  and r.finished]
+    sample = run.servers[0]
+    votes = max(1, run.votes)
+    return {
+        "raters": n_raters, "mode": mode, "completion": run.completion, "votes": run.votes,
+        "p50_ms": run.percentile(50), "p95_ms": run.percentile(95), "p99_ms": run.percentile(99),
+        "votes_per_s": run.votes / run.wall_s, "threads": sample.max_threads, "rss_mb": sample.max_rss_mb,
+        "cpu_ms_per_vote": 1000 * sample.cpu_s / votes, "clicks": sum(r.clicks for r in run.raters),
+        "wall_s": run.wall_s, "sigterm_s": sigterm_s, "mismatched": mismatched,
+        "stuck": [f"{r.rater}: {r.error[:120]}" for r in run.raters if not r.finished],
+    }
+
+
+COLUMNS = [("completion", "{:.0%}"), ("p50_ms", "{:.0f}"), ("p95_ms", "{:.0f}"), ("p99_ms", "{:.0f}"),
+           ("votes_per_s", "{:.2f}"), ("threads", "{:d}"), ("rss_mb", "{:.0f}"), ("cpu_ms_per_vote", "{:.0f}")]
+HEADERS = ["completion", "p50 ms", "p95 ms", "p99 ms", "votes/s", "threads", "RSS MB", "CPU ms/vote"]
+
+
+def _fmt(value, pattern: str) -> str:  # noqa: ANN001
+    if isinstance(value, float) and math.isnan(value):
+        return "-"
+    return pattern.format(value)
+
+
+def table(backend: str, mode: str, rows: list[dict]) -> list[str]:
+    """Markdown rows: value (ratio vs the 1-rater run)."""
+    base = next(r for r in rows if r["raters"] == 1)
+    lines = [f"| {backend} {mode} raters | " + " | ".join(HEADERS) + " | SIGTERM s |",
+             "|---" * (len(HEADERS) + 2) + "|"]
+    for row in rows:
+        cells = []
+        for (key, pattern) in COLUMNS:
+            value = row[key]
+            cell = _fmt(value, pattern)
+            if row["raters"] != 1 and key != "completion" and base[key] and not math.isnan(base[key]):
+                cell += f" ({value / base[key]:.1f}x)"
+            cells.append(cell)
+        lines.append(f"| {row['raters']} | " + " | ".join(cells) + f" | {row['sigterm_s']:.1f} |")
+    return lines
+
+
+def check(results: dict) -> list[str]:
+    """The issue-9 targets that were missed (empty: all met)."""
+    failures = []
+    for backend, modes in results.items():
+        for mode, rows in modes.items():
+            base = next(r for r in rows if r["raters"] == 1)
+            for row in rows:
+                where = f"{backend} {mode} {row['raters']} raters"
+                if row["completion"] < 1:
+                    failures.append(f"{where}: {row['completion']:.0%} finished; {row['stuck'][:3]}")
+                if row["mismatched"]:
+                    failures.append(f"{where}: export differs from acknowledged votes for {row['mismatched']}")
+                if row["sigterm_s"] > 10:
+                    failures.append(f"{where}: SIGTERM took {row['sigterm_s']:.1f} s")
+                if mode == "impatient" and row["raters"] == 32:
+                    ratio = row["cpu_ms_per_vote"] / base["cpu_ms_per_vote"]
+                    if ratio > CPU_RATIO_TARGET:
+                        failures.append(f"{where}: CPU/vote {ratio:.1f}x the 1-rater run (target <= 2x)")
+                if mode == "impatient" and row["raters"] == 16:
+                    ratio = row["p95_ms"] / base["p95_ms"]
+                    if ratio > P95_RATIO_TARGET:
+                        failures.append(f"{where}: p95 {ratio:.1f}x the 1-rater run (target <= 4x)")
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raters", type=_csv(int), default=list(SIZES), metavar="N,N",
+                        help="rater counts (default 1,8,16,32; 1 is always run as the baseline)")
+    parser.add_argument("--modes", type=_csv(str, MODES), default=list(MODES), metavar="MODE,MODE",
+                        help="impatient and/or patient (default both)")
+    parser.add_argument("--backends", type=_csv(str, BACKENDS), default=list(BACKENDS), metavar="DB,DB",
+                        help="sqlite and/or postgresql (default both)")
+    parser.add_argument("--items", type=int, default=4, help="items per rater (+1 attention check; default 4)")
+    parser.add_argument("--timeout-s", type=float, default=240.0,
+                        help="a run's time limit; raters still going then did not finish (default 240)")
+    parser.add_argument("--json", type=Path, help="also write the raw figures to this JSON file")
+    args = parser.parse_args(argv)
+    if any(n < 1 for n in args.raters):
+        parser.error("--raters: counts must be >= 1")
+    from tests.survey.ui_browser import chromium_available
+
+    if not chromium_available():
+        print("error: chromium not found; install it with `make system-deps` (apt-get install chromium)",
+              file=sys.stderr)
+        return 2
+    sizes = sorted(set(args.raters) | {1})
+    try:
+        import torch
+
+        capability = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # the bench itself never needs torch
+        capability = "n/a"
+    print(f"CPU: {cpu_name()} ({os.cpu_count()} cores, torch capability {capability}); "
+          f"load average before: {os.getloadavg()[0]:.1f} (the machine is shared)", flush=True)
+    results: dict[str, dict[str, list[dict]]] = {}
+    with tempfile.TemporaryDirectory(prefix="survey-browser-load-") as tmp, ExitStack() as stack:
+        for backend in args.backends:
+            if backend == "sqlite":
+                url = f"sqlite:///{Path(tmp) / 'load.db'}"
+            else:
+                from survey.testing_pg import ClusterError, temporary_cluster
+
+                try:
+                    url = stack.enter_context(temporary_cluster(durable=True))
+                except ClusterError as exc:
+                    print(f"note: PostgreSQL skipped: {exc}")
+                    continue
+            for mode in args.modes:
+                rows = []
+                for n in sizes:
+                    folder = Path(tmp) / f"{backend}-{mode}-{n}"
+                    row = one_run(url, folder, n, mode, args.items, args.timeout_s)
+                    rows.append(row)
+                    print(f"  {backend} {mode} {n:>2} raters: {row['completion']:.0%} finished, "
+                          f"p95 {row['p95_ms']:.0f} ms, {row['threads']} threads, "
+                          f"{row['cpu_ms_per_vote']:.0f} ms CPU/vote, SIGTERM {row['sigterm_s']:.1f} s "
+                          f"(load {os.getloadavg()[0]:.1f})", flush=True)
+                results.setdefault(backend, {})[mode] = rows
+    print(f"\nCPU: {cpu_name()}; load average after: {os.getloadavg()[0]:.1f}\n")
+    for backend, modes in results.items():
+        for mode, rows in modes.items():
+            print("\n".join(table(backend, mode, rows)) + "\n")
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": cpu_name(), "results": results}, indent=1))
+    failures = check(results)
+    for failure in failures:
+        print(f"MISSED: {failure}")
+    print("all targets met" if not failures else f"{len(failures)} target(s) missed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    status = main()
+    print(f"(ran {time.perf_counter() - started:.0f} s)")
+    sys.exit(status)

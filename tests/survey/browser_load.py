@@ -1,0 +1,317 @@
+"""Many raters at once in one Chromium (a browser context each) against real ``streamlit run`` servers.
+
+Shared by the browser load test (tests/survey/test_browser_load.py) and
+``bench/survey_browser_load.py``. A rater behaves like a person on a slow page:
+
+- **impatient**: clicks "I agree, start" and then A or B (a double click), and clicks the same
+  button again every 300 ms for as long as the page has not moved on;
+- **patient**: clicks once and clicks again only when nothing happened for 5 s.
+
+A vote counts as *acknowledged* when the page moved on (the progress bar shows the next position,
+or the thank-you page): exactly these votes must be in the database afterwards, once each.
+While the raters click, the server processes are sampled (threads, RSS, CPU time) with psutil.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import psutil
+
+from tests.survey import ui_browser as ub
+
+IMPATIENT_EVERY_S = 0.3
+PATIENT_EVERY_S = 5.0
+MODES = ("impatient", "patient")
+
+# Everything the loop needs to know about the page, in one evaluation: the progress text of the
+# current run (or "Done"/"" ), whether the thank-you page is up, and the current vote buttons' keys.
+_STATE_JS = """() => {
+    const fresh = el => { const box = el.closest('[data-stale]'); return box === null || box.dataset.stale === 'false'; };
+    const bars = Array.from(document.querySelectorAll('[data-testid="stProgress"]')).filter(fresh);
+    const buttons = {};
+    for (const box of document.querySelectorAll('[class*="st-key-"]')) {
+        if (!fresh(box)) continue;
+        const b = box.querySelector('button');
+        if (!b) continue;
+        const key = Array.from(box.classList).find(c => c.startsWith('st-key-'));
+        buttons[b.innerText.trim()] = key;
+    }
+    const thanks = Array.from(document.querySelectorAll('h1')).some(h => h.innerText.includes('Thank you'));
+    return {progress: bars.length ? bars[0].innerText.trim() : '', thanks: thanks, buttons: buttons};
+}"""
+
+
+@dataclass
+class RaterRun:
+    """What one simulated rater saw: acknowledged votes (position -> side) and click latencies."""
+
+    rater: str
+    finished: bool = False
+    acknowledged: dict[int, str] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    clicks: int = 0
+    reclicks: int = 0  # clicks on a button already clicked, because the page had not moved on yet
+    error: str = ""
+
+
+@dataclass
+class ServerSample:
+    """The most a server process used while sampled: threads, RSS, and its CPU time over the window."""
+
+    max_threads: int = 0
+    max_rss_mb: float = 0.0
+    cpu_s: float = 0.0
+
+
+class ServerMonitor:
+    """Samples server processes every ``every_s`` in a background thread (threads, RSS, CPU time)."""
+
+    def __init__(self, pids: Sequence[int], every_s: float = 0.1) -> None:
+        self.processes = [psutil.Process(pid) for pid in pids]
+        self.samples = [ServerSample() for _ in pids]
+        self._cpu0 = [self._cpu(p) for p in self.processes]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+
+    @staticmethod
+    def _cpu(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    def _sample(self) -> None:
+        for process, sample in zip(self.processes, self.samples):
+            try:
+                with process.oneshot():
+                    sample.max_threads = max(sample.max_threads, process.num_threads())
+                    sample.max_rss_mb = max(sample.max_rss_mb, process.memory_info().rss / 2**20)
+            except psutil.Error:
+                pass
+
+    def _run(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            self._sample()
+
+    def __enter__(self) -> ServerMonitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sample()
+        for process, sample, cpu0 in zip(self.processes, self.samples, self._cpu0):
+            try:
+                sample.cpu_s = self._cpu(process) - cpu0
+            except psutil.Error:
+                pass
+
+
+async def _state(page) -> dict:  # noqa: ANN001
+    try:
+        return await page.evaluate(_STATE_JS)
+    except Exception:  # the page is navigating or closed; treat as "nothing yet"
+        return {"progress": "", "thanks": False, "buttons": {}}
+
+
+# Waiting happens *inside the page* (one CDP call per wait, the check runs every 50 ms in the page):
+# polling from Python would cost Chromium and Playwright more CPU than the app itself with 32 pages.
+_READY_JS = """([lastKey]) => {
+    const s = (%s)();
+    if (s.thanks) return s;
+    const a = s.buttons['A'], b = s.buttons['B'];
+    return (s.progress && a && b && a !== lastKey && b !== lastKey) ? s : false;
+}""" % _STATE_JS
+_MOVED_JS = """([position]) => {
+    const s = (%s)();
+    const shown = parseInt((s.progress.split('/')[0] || '').trim(), 10);
+    return s.thanks || shown > position;
+}""" % _STATE_JS
+_STARTED_JS = """() => { const s = (%s)(); return s.thanks || s.progress !== ''; }""" % _STATE_JS
+
+
+async def _wait(page, script: str, arg, timeout_s: float):  # noqa: ANN001, ANN202
+    """The truthy value of ``script`` once it has one, or None after ``timeout_s``."""
+    try:
+        handle = await page.wait_for_function(script, arg=arg, polling=50, timeout=max(1, timeout_s * 1000))
+        return await handle.json_value()
+    except Exception:  # Playwright's TimeoutError, or the page went away
+        return None
+
+
+async def _click(page, key: str, *, double: bool) -> None:  # noqa: ANN001
+    """Clicks the button with Streamlit key class ``key`` as a person would: at its place on screen,
+    whatever is there now (a button being replaced takes no clicks). Never waits for it."""
+    button = page.locator(f".{key} button")
+    try:
+        if double:
+            await button.dblclick(timeout=1000, force=True)
+        else:
+            await button.click(timeout=1000, force=True)
+    except Exception:  # gone already: the page moved on
+        pass
+
+
+def _position(progress: str) -> int | None:
+    head = progress.split("/")[0].strip()
+    return int(head) if head.isdigit() else None
+
+
+async def run_rater(context, link: str, rater: str, n_trials: int, *, mode: str,  # noqa: ANN001
+                    deadline: float, sides: str = "AB", stop: threading.Event | None = None) -> RaterRun:
+    """One rater from the link to the thank-you page (or until ``deadline``, time.monotonic(), or
+    until ``stop`` is set)."""
+    every = IMPATIENT_EVERY_S if mode == "impatient" else PATIENT_EVERY_S
+    run = RaterRun(rater)
+
+    def time_left() -> float:
+        if stop is not None and stop.is_set():
+            return 0.0
+        return max(0.0, deadline - time.monotonic())
+
+    page = await context.new_page()
+    try:
+        await page.goto(link, timeout=max(1.0, time_left()) * 1000)
+        # consent: click "I agree, start" (again) until the first pair's progress bar shows up
+        while time_left():
+            state = await _state(page)
+            if state["progress"] or state["thanks"]:
+                break
+            key = state["buttons"].get("I agree, start")
+            if key is None:
+                await _wait(page, "() => document.querySelector('[class*=st-key-consent] button') !== null",
+                            None, min(every, time_left()))
+                continue
+            await _click(page, key, double=False)
+            run.reclicks += run.clicks > 0
+            run.clicks += 1
+            await _wait(page, _STARTED_JS, None, min(every, time_left()))
+        last_key = None
+        while time_left():
+            state = await _wait(page, _READY_JS, [last_key], min(5.0, time_left()))
+            if state is None:
+                continue
+            if state["thanks"]:
+                run.finished = True
+                break
+            position = _position(state["progress"])
+            if position is None:
+                continue
+            side = sides[position % len(sides)]
+            key = state["buttons"][side]
+            last_key = key
+            await asyncio.sleep(ub.THINK_MS / 1000)  # a person looks at the pair first
+            start = time.monotonic()
+            await _click(page, key, double=(mode == "impatient"))
+            run.clicks += 1
+            while time_left():  # until the page moves on; click again whenever it is slow
+                if await _wait(page, _MOVED_JS, [position], min(every, time_left())):
+                    run.latencies_ms.append((time.monotonic() - start) * 1000)
+                    run.acknowledged[position] = side
+                    break
+                await _click(page, key, double=False)
+                run.clicks += 1
+                run.reclicks += 1
+        if not run.finished:
+            run.error = f"stuck at {await _state(page)}"
+            shots = os.environ.get("SURVEY_LOAD_SHOTS")  # debugging aid: where did a rater get stuck?
+            if shots:
+                await page.screenshot(path=f"{shots}/{rater}.png")
+    except Exception as exc:  # a rater that crashed is a rater that did not finish
+        run.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        await page.close()
+    run.finished = run.finished and len(run.acknowledged) == n_trials
+    return run
+
+
+@dataclass
+class LoadRun:
+    """One load run: every rater's outcome, the servers' samples and the wall time."""
+
+    raters: list[RaterRun]
+    servers: list[ServerSample]
+    wall_s: float
+
+    @property
+    def completion(self) -> float:
+        return sum(r.finished for r in self.raters) / max(1, len(self.raters))
+
+    @property
+    def latencies_ms(self) -> list[float]:
+        return [ms for r in self.raters for ms in r.latencies_ms]
+
+    @property
+    def votes(self) -> int:
+        return sum(len(r.acknowledged) for r in self.raters)
+
+    def percentile(self, q: float) -> float:
+        values = sorted(self.latencies_ms)
+        if not values:
+            return float("nan")
+        if len(values) == 1:
+            return values[0]
+        return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def _load(servers: Sequence[ub.AppServer], study: str, n_trials: int, n_raters: int, mode: str,
+                timeout_s: float, prefix: str, stop: threading.Event | None) -> LoadRun:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=ub.CHROMIUM, args=ub.CHROMIUM_ARGS)
+        try:
+            contexts = [await browser.new_context(viewport=ub.DESKTOP) for _ in range(n_raters)]
+            with ServerMonitor([s.process.pid for s in servers]) as monitor:
+                start = time.monotonic()
+                deadline = start + timeout_s
+                raters = await asyncio.gather(*(
+                    run_rater(context, servers[k % len(servers)].link(study=study, rater=f"{prefix}{k}"),
+                              f"{prefix}{k}", n_trials, mode=mode, deadline=deadline,
+                              sides="AB" if k % 2 else "BA", stop=stop)
+                    for k, context in enumerate(contexts)))
+                wall = time.monotonic() - start
+        finally:
+            await browser.close()
+    return LoadRun(list(raters), monitor.samples, wall)
+
+
+def run_load(servers: Sequence[ub.AppServer], study: str, n_trials: int, n_raters: int, *,
+             mode: str = "impatient", timeout_s: float = 90.0, prefix: str = "r",
+             stop: threading.Event | None = None) -> LoadRun:
+    """``n_raters`` raters (ids ``<prefix>0``...), split round-robin over ``servers``, all at once,
+    until all finish, ``timeout_s`` passes or ``stop`` is set."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: use one of {', '.join(MODES)}")
+    return asyncio.run(_load(servers, study, n_trials, n_raters, mode, timeout_s, prefix, stop))
+
+
+def exported_votes(url: str, study: str) -> dict[str, list[tuple[int, str]]]:
+    """Rater -> [(position, A/B)] as the exporter writes them (``survey.export.votes_frame``)."""
+    from survey.export import votes_frame
+
+    frame = votes_frame(url, study)
+    out: dict[str, list[tuple[int, str]]] = {}
+    for row in frame.itertuples():
+        out.setdefault(row.rater, []).append(
+            (int(row.position), {"left": "A", "right": "B"}.get(row.chosen_side, row.chosen_side)))
+    return {rater: sorted(votes) for rater, votes in out.items()}
+
+
+def sigterm_seconds(server: ub.AppServer, limit_s: float = 30.0) -> float:
+    """Sends SIGTERM (what Ctrl+C or ``systemctl stop`` sends) and returns how long the exit took;
+    ``inf`` when it had not exited after ``limit_s`` (it is then killed)."""
+    start = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        server.process.wait(timeout=limit_s)
+    except Exception:
+        server.kill_hard()
+        return float("inf")
+    return time.monotonic() - start
