@@ -37,6 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, print_header  # noqa: E402
+
 SIZES = (1, 8, 16, 32)
 MODES = ("impatient", "patient")
 BACKENDS = ("sqlite", "postgresql")
@@ -160,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-s", type=float, default=240.0,
                         help="a run's time limit; raters still going then did not finish (default 240)")
     parser.add_argument("--json", type=Path, help="also write the raw figures to this JSON file")
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:  # one rater, one mode, SQLite, 2 items: does the harness still run?
+        args.raters, args.modes, args.backends, args.items = [1], ["impatient"], ["sqlite"], 2
     if any(n < 1 for n in args.raters):
         parser.error("--raters: counts must be >= 1")
     from tests.survey.ui_browser import chromium_available
@@ -168,16 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     if not chromium_available():
         print("error: chromium not found; install it with `make system-deps` (apt-get install chromium)",
               file=sys.stderr)
-        return 2
+        return MISSING_SYSTEM_DEPENDENCY
     sizes = sorted(set(args.raters) | {1})
-    try:
-        import torch
-
-        capability = torch.backends.cpu.get_cpu_capability()
-    except Exception:  # the bench itself never needs torch
-        capability = "n/a"
-    print(f"CPU: {cpu_name()} ({os.cpu_count()} cores, torch capability {capability}); "
-          f"load average before: {os.getloadavg()[0]:.1f} (the machine is shared)", flush=True)
+    print_header("real browsers against the rater app (bench/survey_browser_load.py)")
     results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="survey-browser-load-") as tmp, ExitStack() as stack:
         for backend in args.backends:

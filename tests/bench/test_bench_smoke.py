@@ -23,12 +23,14 @@ TIMEOUT_S = 300  # generous: the 2 shared cores can be 10x oversubscribed; smoke
 
 def test_the_known_benchmarks_are_found() -> None:
     names = {path.name for path in BENCHES}
-    assert {"analysis_scale.py", "cam_throughput.py", "survey_click.py", "survey_load.py",
+    assert {"analysis_scale.py", "cam_throughput.py", "data_pipeline.py", "gpu_check.py",
+            "survey_browser_load.py", "survey_click.py", "survey_load.py", "synthetic_scenes.py",
             "train_step.py"} <= names
 
 
 #: markers for the known benchmarks that need a system service (new ones get none until added here)
-MARKS = {"survey_click": [pytest.mark.browser], "survey_load": [pytest.mark.postgres]}
+MARKS = {"survey_click": [pytest.mark.browser], "survey_load": [pytest.mark.postgres],
+         "survey_browser_load": [pytest.mark.browser]}
 
 
 @pytest.mark.slow
