@@ -100,59 +100,64 @@ def train(runs_dir: Path, jobs: int) -> None:
         list(pool.map(one, todo))
 
 
-def score(runs_dir: Path, studies: Path) -> list[Path]:
-    packages = []
-    for seed in SEEDS:
+def score(runs_dir: Path, studies: Path, items: int = ITEMS, jobs: int = 2) -> list[Path]:
+    """One package per seed (baseline, the VIBs, the control), scored by cams.metrics; seeds in parallel."""
+    def one(seed: int) -> Path:
         package = studies / f"seed{seed}"
+        log = studies / f"seed{seed}.log"
         if not (package / "manifest.json").is_file():
             vibs = [Run("vib", b, seed) for b in RESULT_BETAS]
             control = runs_dir / f"baseline-seed{SEEDS[(SEEDS.index(seed) + 1) % len(SEEDS)]}"
             run_logged(command(["cams.generate", "--baseline", f"baseline={runs_dir / f'baseline-seed{seed}'}",
                                 "--proposed", f"{vibs[0].method}={runs_dir / vibs[0].name}",
                                 *[a for v in vibs[1:] for a in ("--method", f"{v.method}={runs_dir / v.name}")],
-                                "--method", f"control={control}", *DATA, "--random", str(ITEMS), "--seed", "0",
-                                "--target", "truth", "--no-progress", "--out", str(package)]))
+                                "--method", f"control={control}", *DATA, "--random", str(items), "--seed", "0",
+                                "--target", "truth", "--no-progress", "--out", str(package)]), log)
         if not (studies / f"seed{seed}-metrics" / "metrics.csv").is_file():
-            run_logged(command(["cams.metrics", str(package), "--steps", "10", "--no-progress"]))
-        packages.append(package)
-    return packages
+            run_logged(command(["cams.metrics", str(package), "--steps", "10", "--no-progress"]), log)
+        return package
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, SEEDS))
 
 
 def diagnostics_table(runs_dir: Path) -> tuple[str, dict[str, bool]]:
     """One row per run: final accuracy and the bottleneck diagnostics; and per VIB method whether every
     seed ended active."""
-    lines = ["| run | val acc | " + " | ".join(DIAGNOSTICS) + " | verdict |",
-             "|---|---|" + "---|" * (len(DIAGNOSTICS) + 1)]
+    lines = ["| run | epochs | val acc | " + " | ".join(DIAGNOSTICS) + " | verdict |",
+             "|---|---|---|" + "---|" * (len(DIAGNOSTICS) + 1)]
     active: dict[str, bool] = {}
     for run in planned_runs():
         rows = metrics_rows(runs_dir / run.name)
         if not rows:
-            lines.append(f"| {run.name} | not trained |" + " |" * (len(DIAGNOSTICS) + 1))
+            lines.append(f"| {run.name} | 0 | not trained |" + " |" * (len(DIAGNOSTICS) + 1))
             continue
         last = rows[-1]
         cells = [f"{float(last[c]):.3g}" if last.get(c) not in (None, "") else "" for c in DIAGNOSTICS]
         verdict = "" if run.head == "baseline" else ("active" if last.get("active") == "1" else "INACTIVE")
         if run.head == "vib" and run.beta in RESULT_BETAS:
             active[run.method] = active.get(run.method, True) and verdict == "active"
-        lines.append(f"| {run.name} | {float(last['val_acc']):.3f} | " + " | ".join(cells) + f" | {verdict} |")
+        lines.append(f"| {run.name} | {len(rows)} | {float(last['val_acc']):.3f} | " + " | ".join(cells)
+                     + f" | {verdict} |")
     return "\n".join(lines) + "\n", active
 
 
 def curve_table(runs_dir: Path) -> str:
     """Accuracy vs beta at seed 0 (our Table 1), relative to the baseline, with the verdict."""
     base = metrics_rows(runs_dir / "baseline-seed0")
-    lines = ["| model | beta (sum) | beta (mean, x512) | val acc fc(mu) | relative | val acc sampled z | sigma p50 | "
-             "sigma / spread of mu | bottleneck |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | beta (sum) | beta (mean, x512) | epochs | val acc fc(mu) | relative | val acc sampled z | "
+             "sigma p50 | sigma / spread of mu | bottleneck |", "|---|---|---|---|---|---|---|---|---|---|"]
     reference = float(base[-1]["val_acc"]) if base else float("nan")
-    lines.append(f"| ResNet-18 | - | - | {reference:.3f} | 100.0 | - | - | - | - |")
+    lines.append(f"| ResNet-18 | - | - | {len(base)} | {reference:.3f} | 100.0 | - | - | - | - |")
     for beta in CURVE_BETAS:
         rows = metrics_rows(runs_dir / Run("vib", beta, 0).name)
         if not rows:
-            lines.append(f"| VIB-ResNet-18 | {beta} | | not trained | | | | | |")
+            lines.append(f"| VIB-ResNet-18 | {beta} | | 0 | not trained | | | | | |")
             continue
         last = rows[-1]
         acc = float(last["val_acc"])
-        lines.append(f"| VIB-ResNet-18 | {beta} | {float(beta) * 512:g} | {acc:.3f} | {100 * acc / reference:.1f} | "
+        lines.append(f"| VIB-ResNet-18 | {beta} | {float(beta) * 512:g} | {len(rows)} | {acc:.3f} | "
+                     f"{100 * acc / reference:.1f} | "
                      f"{float(last['val_acc_sampled']):.3f} | {float(last['sigma_p50']):.3g} | "
                      f"{float(last['sigma_to_mu_spread']):.3g} | "
                      f"{'active' if last['active'] == '1' else 'INACTIVE'} |")
@@ -165,14 +170,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs/results"), help="run folders")
     parser.add_argument("--studies", type=Path, default=Path("studies/results"), help="packages and the report")
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time (one thread each)")
+    parser.add_argument("--items", type=int, default=ITEMS, help="random validation images per seed's package")
+    parser.add_argument("--no-train", action="store_true",
+                        help="score the checkpoints as they are (best.pt of unfinished runs too); the report "
+                             "says how many epochs each run had")
     args = parser.parse_args(argv)
     started = time.monotonic()
     args.runs.mkdir(parents=True, exist_ok=True)
     args.studies.mkdir(parents=True, exist_ok=True)
     print("== 1/3 train", flush=True)
-    train(args.runs, args.jobs)
+    if args.no_train:
+        print("--no-train: using the checkpoints as they are", flush=True)
+    else:
+        train(args.runs, args.jobs)
     print("== 2/3 CAM packages and metrics, one per seed", flush=True)
-    packages = score(args.runs, args.studies)
+    packages = score(args.runs, args.studies, args.items, args.jobs)
     print("== 3/3 diagnostics, accuracy vs beta, decision", flush=True)
     diagnostics, active = diagnostics_table(args.runs)
     decision = args.studies / "decision.md"

@@ -40,7 +40,7 @@ def test_tables_report_every_run_and_the_activity_of_each_beta(tmp_path: Path) -
     assert complete(tmp_path / "baseline-seed0", 5) and not complete(tmp_path / "baseline-seed0", 6)
     table, active = diagnostics_table(tmp_path)
     assert active == {f"vib-beta{RESULT_BETAS[0]}": False, f"vib-beta{RESULT_BETAS[1]}": True}
-    assert table.count("| INACTIVE |") == 1 and "| baseline-seed1 | 0.800 |" in table
+    assert table.count("| INACTIVE |") == 1 and "| baseline-seed1 | 5 | 0.800 |" in table
     curve = curve_table(tmp_path)
-    assert "| ResNet-18 | - | - | 0.800 | 100.0 |" in curve and "| 75.0 |" in curve
+    assert "| ResNet-18 | - | - | 5 | 0.800 | 100.0 |" in curve and "| 75.0 |" in curve
     assert curve.count("| VIB-ResNet-18 |") == len(CURVE_BETAS)
