@@ -7,7 +7,7 @@ DB ?= sqlite:///data/survey.db
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-dev system-deps test demo demo-votes report bench mutate clean
+.PHONY: help venv venv-dev system-deps test demo demo-votes report results bench mutate clean
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,12 +36,16 @@ test: venv-dev system-deps ## Run the whole test suite (about 6 minutes on 2 cor
 demo: venv ## The main job: train, make CAM pairs, open the survey on http://localhost:8501
 	$(PY) -m scripts.demo
 
-demo-votes: venv ## Fill the demo study with 30 simulated raters
-	$(PY) -m survey.simulate_raters --db $(DB) --study demo --raters 30
+# The simulated raters look at the maps: each item's preference follows its energy-in-mask difference.
+demo-votes: venv ## Fill the demo study with 30 simulated raters driven by the maps' energy in mask
+	$(PY) -m survey.simulate_raters --db $(DB) --study demo --raters 30 --metrics studies/demo-metrics/metrics.csv
 
 # --min-response-ms 0: simulated demo raters answer in milliseconds.
 report: venv ## Write the analysis report of the demo study and print where it is
 	$(PY) -m analysis.report --db $(DB) --study demo --out reports/demo --metrics studies/demo-metrics/metrics.csv --min-response-ms 0
+
+results: venv ## Rerun docs/results.md: 12 trainings, CAM metrics, decision (studies/results/results.md)
+	$(PY) -m scripts.results --jobs 2
 
 bench: venv-dev system-deps ## Run every benchmark in bench/ (prints ratios against a same-run baseline)
 	for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

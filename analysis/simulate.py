@@ -81,6 +81,58 @@ def crossed_preference_probabilities(
     return logistic(logit(rate) + rater_effect[:, None] + item_effect[None, :])
 
 
+#: Default slope of the metric-driven raters: logit units per unit of energy-in-mask difference.
+#: A map with 0.1 more of its energy on the object is preferred with p = logistic(1.5) = 0.82.
+DEFAULT_SENSITIVITY = 15.0
+
+
+def metric_driven_probabilities(
+    n_raters: int,
+    differences: Sequence[float] | np.ndarray,
+    sensitivity: float,
+    rater_sd: float,
+    item_sd: float,
+    rng: np.random.Generator,
+    rate: float = 0.5,
+) -> np.ndarray:
+    """R x I probabilities that rater r prefers the proposed map on item i, driven by what is on screen.
+
+    logistic(logit(rate) + sensitivity * d_i + u_r + v_i): d_i is the per-item difference of an
+    automatic metric between the two maps (energy in mask, proposed - baseline), u_r ~ N(0, rater_sd^2)
+    is a rater's bias towards the proposed method's look, v_i ~ N(0, item_sd^2) what the metric misses
+    about item i. With identical maps (d = 0) and rate 0.5 the raters have no preference on average.
+    """
+    d = np.asarray(differences, dtype=float)
+    if d.ndim != 1 or d.size < 1 or not np.all(np.isfinite(d)):
+        raise ValueError(f"differences must be a non-empty 1-D array of finite numbers, got shape {d.shape}")
+    if sensitivity < 0:
+        raise ValueError(f"sensitivity must be >= 0, got {sensitivity}")
+    if n_raters < 1:
+        raise ValueError(f"need at least one rater, got {n_raters}")
+    if rater_sd < 0 or item_sd < 0:
+        raise ValueError(f"standard deviations must be >= 0, got rater_sd={rater_sd}, item_sd={item_sd}")
+    rater_effect = rng.normal(0.0, rater_sd, size=n_raters) if rater_sd > 0 else np.zeros(n_raters)
+    item_effect = rng.normal(0.0, item_sd, size=d.size) if item_sd > 0 else np.zeros(d.size)
+    return logistic(logit(rate) + sensitivity * d[None, :] + rater_effect[:, None] + item_effect[None, :])
+
+
+def metric_differences(
+    rows: Sequence[Mapping[str, str]], proposed: str, baseline: str, metric: str = "energy_in_mask"
+) -> dict[str, float]:
+    """item -> metric(proposed) - metric(baseline), from rows of a cams.metrics CSV (item, method, ...).
+
+    Items that lack either method or have an empty cell are left out."""
+    values: dict[tuple[str, str], float] = {}
+    for row in rows:
+        if metric not in row:
+            raise ValueError(f"the metrics file has no column {metric!r}; make it with python -m cams.metrics")
+        if row[metric] not in ("", None):
+            values[(row["item"], row["method"])] = float(row[metric])
+    items = {item for item, _ in values}
+    return {item: values[(item, proposed)] - values[(item, baseline)] for item in sorted(items)
+            if (item, proposed) in values and (item, baseline) in values}
+
+
 def marginal_rate(rate: float, rater_sd: float, item_sd: float, nodes: int = 64) -> float:
     """Population-average preference E[logistic(logit(rate) + u + v)] (Gauss-Hermite quadrature).
 

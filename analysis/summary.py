@@ -38,6 +38,9 @@ STABLE_KEYS = (
     "exclusions",
 )
 
+#: Rater ids of python -m survey.simulate_raters start with this (survey.simulate_raters.SIMULATED_PREFIX).
+SIMULATED_RATER_PREFIX = "sim"
+
 
 @dataclass(frozen=True)
 class AnalysisOptions:
@@ -254,6 +257,7 @@ def run_analysis(
     if rules_changed:
         warnings.append("The exclusions change the conclusion of the binomial test; report both.")
     summary["warnings"] = warnings
+    summary["simulated_raters"] = simulated_raters(kept.frame["rater"])
     summary["conclusion"] = conclusion(summary, options)
     summary["options"] = {
         "confidence": options.confidence,
@@ -267,24 +271,39 @@ def run_analysis(
     )
 
 
+def simulated_raters(raters: pd.Series) -> tuple[int, int]:
+    """(simulated, all) distinct raters; simulated ones have ids starting with SIMULATED_RATER_PREFIX."""
+    ids = pd.Series(raters.astype(str).unique())
+    return int(ids.str.startswith(SIMULATED_RATER_PREFIX + "-").sum()), int(len(ids))
+
+
 def conclusion(summary: dict, options: AnalysisOptions) -> str:
-    """One sentence a reader can quote, based on the primary (two-way bootstrap) interval."""
+    """One sentence a reader can quote, based on the primary (two-way bootstrap) interval.
+
+    Votes from `python -m survey.simulate_raters` are said to be simulated, in the sentence itself."""
     rate, ci = summary["proposed_rate"], summary["two_way_bootstrap"]["ci"]
     name = summary["study"]["proposed"]
     if rate is None or ci is None:
         return "No decided comparison votes: no conclusion."
+    simulated, total = summary.get("simulated_raters", (0, 0))
+    who = "simulated raters" if simulated and simulated == total else "people"
     level = f"{options.confidence:.0%}"
     if ci[0] > 0.5:
-        verdict = f"people prefer {name}"
+        verdict = f"{who} prefer {name}"
     elif ci[1] < 0.5:
-        verdict = f"people prefer {summary['study']['baseline']}"
+        verdict = f"{who} prefer {summary['study']['baseline']}"
     else:
         verdict = "the data cannot tell the two methods apart"
-    return (
+    text = (
         f"{name} was preferred in {rate:.1%} of {summary['binomial']['n']} votes "
         f"({summary['n_raters']} raters x {summary['n_items']} items; two-way {level} interval "
         f"[{ci[0]:.1%}, {ci[1]:.1%}]): {verdict}."
     )
+    if simulated == total and simulated:
+        return "Simulated raters, not people (python -m survey.simulate_raters): " + text
+    if simulated:
+        return f"{simulated} of {total} raters are simulated (ids {SIMULATED_RATER_PREFIX}-...): " + text
+    return text
 
 
 def to_jsonable(value):

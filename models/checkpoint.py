@@ -104,12 +104,20 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def model_options(state: dict) -> dict:
+    """The checkpoint's model options; a VIB saved before `sigma_parametrisation` existed is "legacy"."""
+    options = dict(state["options"])
+    if state["head"] == "vib":
+        options.setdefault("sigma_parametrisation", "legacy")
+    return options
+
+
 def checkpoint_info(state: dict, path: Path) -> CheckpointInfo:
     beta = state.get("beta")
     return CheckpointInfo(
         arch=state["arch"], head=state["head"], num_classes=int(state["num_classes"]),
         class_names=list(state["class_names"]), class_labels=list(state["class_labels"]),
-        options=dict(state["options"]), beta=None if beta is None else float(beta), data=dict(state["data"]),
+        options=model_options(state), beta=None if beta is None else float(beta), data=dict(state["data"]),
         path=path, sha256=file_sha256(path), epoch=int(state.get("epoch", 0)),
         epochs=int(state.get("epochs", 0)), args=dict(state.get("args", {})),
         metrics=list(state.get("metrics", [])),

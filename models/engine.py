@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from models.diagnostics import DiagnosticsAccumulator
 from models.distributed import Distributed, all_reduce_sum
 from models.precision import Precision
 from models.vib import VIBOutput
@@ -130,8 +131,11 @@ def evaluate(
     dist_state: Distributed = Distributed(),
     progress: bool = True,
     desc: str = "val",
+    diagnostics: DiagnosticsAccumulator | None = None,
 ) -> dict[str, float]:
-    """Top-1/top-5 accuracy, CE and mean KL (VIB) over `loader` (each process sees its own shard)."""
+    """Top-1/top-5 accuracy, CE and mean KL (VIB) over `loader` (each process sees its own shard).
+
+    `diagnostics` (VIB only) is fed each batch's feature maps, mu and sigma from this same pass."""
     model = unwrap(model).eval()
     precision = precision or Precision(None, device.type, False)
     meter = RunningMean("top1", "top5", "loss", "kl")
@@ -143,7 +147,11 @@ def evaluate(
             images = images.contiguous(memory_format=torch.channels_last)
         labels = labels.to(device, non_blocking=True)
         with precision.autocast():
-            prediction = model.predict(images)
+            if diagnostics is None:
+                prediction = model.predict(images)
+            else:
+                prediction = model.predict(images, observer=lambda maps, mu, sigma, labels=labels:
+                                           diagnostics.add(maps, mu, sigma, labels))
         probs = prediction.probs.float()
         top = probs.topk(min(5, probs.shape[1]), dim=1).indices
         meter.add(

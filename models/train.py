@@ -32,15 +32,16 @@ from models.cli import DefaultsHelpFormatter, one_line
 from models.checkpoint import BEST_NAME, FORMAT, LAST_NAME, CheckpointError, read_checkpoint, save_checkpoint
 from models.data import BadImageError, add_data_arguments, build_datasets
 from models.data.loading import DeviceBatches, make_train_loader
+from models.diagnostics import DIAGNOSTIC_COLUMNS, DiagnosticsAccumulator, bottleneck_verdict
 from models.distributed import Distributed, barrier, init_distributed, shutdown
 from models.engine import evaluate, train_one_epoch
 from models.factory import HEADS, build_model
 from models.precision import PRECISIONS, resolve_precision
 from models.resnet import ARCHS
-from models.vib import EVAL_MODES, KL_REDUCTIONS
+from models.vib import EVAL_MODES, KL_REDUCTIONS, SIGMA_PARAMETRISATIONS
 
 METRIC_COLUMNS = ("epoch", "lr", "beta", "loss", "ce", "kl", "sigma", "train_acc", "val_acc", "val_top5",
-                  "val_loss", "val_kl", "seconds")
+                  "val_loss", "val_kl", "seconds", *DIAGNOSTIC_COLUMNS)
 RUNTIME_ARGS = {"out", "resume", "workers", "device", "precision", "progress", "threads", "eval_every",
                 "compile"}  # may change on --resume
 NOT_EVALUATED = {"top1": None, "top5": None, "loss": None, "kl": None}  # --eval-every skipped this epoch
@@ -68,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--eval-samples", type=int, default=12, help="VIB: noise samples for --eval-mode mean_softmax")
     model.add_argument("--attention-temperature", type=float, default=5.0,
                        help="VIB: initial temperature of the channel attention (learned)")
+    model.add_argument("--sigma-init", type=float, default=1.0,
+                       help="VIB: sigma at the start (the prior's scale; docs/model.md says why)")
+    model.add_argument("--sigma-scale-init", type=float, default=1.0,
+                       help="VIB: initial weight of the standardised attention context in sigma's softplus")
+    model.add_argument("--sigma-parametrisation", choices=SIGMA_PARAMETRISATIONS, default="standardised",
+                       help="VIB: 'legacy' is the first head (sigma = softplus(-5) at the start, for comparison)")
     model.add_argument("--weights", type=Path, default=None,
                        help="torchvision-format state dict to start from (all keys but fc.* must match)")
     optim = parser.add_argument_group("optimisation")
@@ -114,7 +121,9 @@ def model_options(args: argparse.Namespace) -> dict:
     if args.head != "vib":
         return {}
     return {"samples": args.samples, "eval_mode": args.eval_mode, "eval_samples": args.eval_samples,
-            "kl_reduction": args.kl_reduction, "attention_temperature": args.attention_temperature}
+            "kl_reduction": args.kl_reduction, "attention_temperature": args.attention_temperature,
+            "sigma_parametrisation": args.sigma_parametrisation, "sigma_init": args.sigma_init,
+            "sigma_scale_init": args.sigma_scale_init}
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -240,6 +249,8 @@ def merge_resumed_args(parser: argparse.ArgumentParser, args: argparse.Namespace
             raise CheckpointError(f"{path} was trained with {flag} {saved[name]}, not {plain(value)}; "
                                   f"drop {flag} to resume it, or choose another --out")
     merged = argparse.Namespace(**{**vars(args), **{k: v for k, v in saved.items() if k not in RUNTIME_ARGS}})
+    if saved.get("head") == "vib" and "sigma_parametrisation" not in saved:  # a run from before the new head
+        merged.sigma_parametrisation = "legacy"
     for name in ("data_root", "weights"):
         if getattr(merged, name, None) is not None:
             setattr(merged, name, Path(getattr(merged, name)))
@@ -295,14 +306,31 @@ def restore(resumed: dict, model, optimizer, scheduler, scaler, num_classes: int
     return resumed["epoch"], resumed["best_acc"], list(resumed["metrics"])
 
 
-def metrics_row(epoch: int, train: dict, val: dict) -> dict:
+def metrics_row(epoch: int, train: dict, val: dict, diagnostics: dict | None = None) -> dict:
+    """One metrics.csv row; `diagnostics` (VIB only) adds the bottleneck columns."""
     return {"epoch": epoch, "lr": train["lr"], "beta": train["beta"], "loss": train["loss"], "ce": train["ce"],
             "kl": train["kl"], "sigma": train["sigma"], "train_acc": train["acc"], "val_acc": val["top1"],
-            "val_top5": val["top5"], "val_loss": val["loss"], "val_kl": val["kl"], "seconds": train["seconds"]}
+            "val_top5": val["top5"], "val_loss": val["loss"], "val_kl": val["kl"], "seconds": train["seconds"],
+            **(diagnostics or {})}
+
+
+def with_verdict(values: dict, initial_temperature: float) -> dict:
+    """The bottleneck columns of one epoch (rank 0's share of the validation set), verdict included."""
+    return {**values, "active": int(bottleneck_verdict(values, initial_temperature).active)}
+
+
+def report_verdict(row: dict, initial_temperature: float) -> None:
+    """The run's last word on the bottleneck; a warning on stderr when it ended inactive."""
+    verdict = bottleneck_verdict(row, initial_temperature)
+    print(verdict.describe(), flush=True)
+    if not verdict.active:
+        print("warning: the VIB bottleneck ended INACTIVE: this run is close to the baseline in disguise; "
+              "see python -m models.inspect and docs/model.md", file=sys.stderr, flush=True)
 
 
 def report_epoch(row: dict, epochs: int, vib: bool) -> None:
-    kl = f" kl {row['kl']:.1f} sigma {row['sigma']:.3f}" if vib else ""
+    kl = (f" kl {row['kl']:.1f} sigma p50 {row['sigma_p50']:.3f} acc mu/z {row['val_acc_mu']:.3f}/"
+          f"{row['val_acc_sampled']:.3f}" if vib and 'sigma_p50' in row else "")
     val = "" if row["val_acc"] is None else f" val {row['val_acc']:.3f} top5 {row['val_top5']:.3f}"
     print(f"epoch {row['epoch']}/{epochs}: loss {row['loss']:.3f} (ce {row['ce']:.3f}{kl}) "
           f"train {row['train_acc']:.3f}{val} lr {row['lr']:.4f} {row['seconds']:.0f}s", flush=True)
@@ -361,9 +389,12 @@ def _run(args, parser, state: Distributed, device: torch.device) -> dict:
             device=device, epoch=epoch, epochs=args.epochs, beta=args.beta if vib else 0.0,
             beta_warmup_epochs=args.beta_warmup_epochs, precision=precision, scaler=scaler, dist_state=state,
             progress=args.progress)
+        evaluated = eval_due(epoch, args)
+        accumulator = DiagnosticsAccumulator(model) if vib and evaluated and state.is_main else None
         val_metrics = evaluate(model, val_loader, device=device, precision=precision, dist_state=state,
-                               progress=args.progress) if eval_due(epoch, args) else NOT_EVALUATED
-        rows.append(metrics_row(epoch + 1, train_metrics, val_metrics))
+                               progress=args.progress, diagnostics=accumulator) if evaluated else NOT_EVALUATED
+        diagnostics = None if accumulator is None else with_verdict(accumulator.result(), args.attention_temperature)
+        rows.append(metrics_row(epoch + 1, train_metrics, val_metrics, diagnostics))
         improved = rows[-1]["val_acc"] is not None and rows[-1]["val_acc"] > best_acc
         best_acc = max(best_acc, rows[-1]["val_acc"]) if improved else best_acc
         if state.is_main:
@@ -385,6 +416,8 @@ def _run(args, parser, state: Distributed, device: torch.device) -> dict:
         best_epoch = max((r for r in rows if r["val_acc"] is not None), key=lambda r: r["val_acc"])["epoch"]
         print(f"done in {minutes:.1f} min: val top-1 {rows[-1]['val_acc']:.3f} (best {best_acc:.3f} at epoch "
               f"{best_epoch}), top-5 {rows[-1]['val_top5']:.3f}; run folder {out}", flush=True)
+        if vib and "sigma_p50" in rows[-1]:
+            report_verdict(rows[-1], args.attention_temperature)
     return rows[-1]
 
 

@@ -6,17 +6,24 @@ Exact formulas and the reasons behind them are in docs/model.md. In short, for f
     Xc = standardise each channel of X over its N positions (subtract mean, divide by L2 norm)
     A  = softmax(t * Xc Xc^T)             channel x channel attention, t = exp(log_temperature)
     c  = A mu                              equals GAP(A X): the attended context of each channel
-    sigma = softplus(scale * c + bias - 5) per-channel scale and bias start at 0
+    u  = c standardised over the C channels of each image (zero mean, unit variance)
+    sigma = softplus(scale * u + bias)     scale starts at `sigma_scale_init`, bias at softplus^-1(sigma_init)
 
 The correlation energies lie in [-t, t] whatever the size of the layer-4 activations, so the softmax
-cannot collapse to one-hot because activations grow; `scale = 0` at the start makes every sigma start
-at softplus(-5) = 0.0067 (Alemi et al.'s offset), so early training is not drowned in noise.
+cannot collapse to one-hot because activations grow. sigma starts at the prior's scale (sigma_init = 1)
+and depends on the input from the first step (scale != 0), so the attention, its temperature included,
+gets gradient at once and the KL does not have to drag sigma up from ~0 at a rate of lr * beta.
+
+`sigma_parametrisation="legacy"` keeps the first version, softplus(scale * c + bias - sigma_offset)
+with scale = bias = 0 at the start (sigma = 0.0067 everywhere, zero gradient to the attention), so
+checkpoints written before the change load and behave as they did.
 
 In eval mode `forward` never touches the attention branch: logits are `fc(mu)`, like the baseline.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -27,7 +34,16 @@ from models.resnet import CamClassifier, Prediction
 
 KL_REDUCTIONS = ("sum", "mean")
 EVAL_MODES = ("mu", "mean_softmax")
+SIGMA_PARAMETRISATIONS = ("standardised", "legacy")
 SIGMA_FLOOR = 1e-6
+CONTEXT_EPS = 1e-8  # relative to the mean square of the context
+
+
+def inverse_softplus(value: float) -> float:
+    """x with softplus(x) = value (value > 0)."""
+    if value <= 0:
+        raise ValueError(f"sigma_init must be > 0, got {value}")
+    return value + math.log(-math.expm1(-value))
 
 
 class VIBOutput(NamedTuple):
@@ -51,14 +67,23 @@ def gaussian_kl(mu: Tensor, sigma: Tensor, reduction: str = "sum") -> Tensor:
 class ChannelAttentionSigma(nn.Module):
     """sigma from a DANet-style channel x channel self-attention over the feature maps."""
 
-    def __init__(self, channels: int, temperature: float = 5.0, sigma_offset: float = 5.0) -> None:
+    def __init__(self, channels: int, temperature: float = 5.0, sigma_offset: float = 5.0, *,
+                 parametrisation: str = "standardised", sigma_init: float = 1.0, scale_init: float = 1.0) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"attention_temperature must be > 0, got {temperature}")
+        if parametrisation not in SIGMA_PARAMETRISATIONS:
+            raise ValueError(f"unknown sigma_parametrisation {parametrisation!r}; "
+                             f"choose one of {', '.join(SIGMA_PARAMETRISATIONS)}")
         self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
-        self.scale = nn.Parameter(torch.zeros(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
+        self.parametrisation = parametrisation
         self.sigma_offset = sigma_offset
+        if parametrisation == "legacy":
+            self.scale = nn.Parameter(torch.zeros(channels))
+            self.bias = nn.Parameter(torch.zeros(channels))
+        else:
+            self.scale = nn.Parameter(torch.full((channels,), float(scale_init)))
+            self.bias = nn.Parameter(torch.full((channels,), inverse_softplus(sigma_init)))
 
     def standardised(self, feature_maps: Tensor) -> Tensor:
         """B x C x N channels with zero mean and unit L2 norm over the N positions (fp32)."""
@@ -81,10 +106,19 @@ class ChannelAttentionSigma(nn.Module):
 
         return attended_context(self.standardised(feature_maps), mu, self.log_temperature)
 
+    def pre_activation(self, context: Tensor) -> Tensor:
+        """The argument of softplus: per-channel affine map of the (standardised) context."""
+        if self.parametrisation == "legacy":
+            return self.scale * context + self.bias - self.sigma_offset
+        centred = context - context.mean(1, keepdim=True)  # relative eps: u does not depend on the scale of F
+        floor = CONTEXT_EPS * context.square().mean(1, keepdim=True) + 1e-20
+        spread = (centred.square().mean(1, keepdim=True) + floor).sqrt()
+        return self.scale * (centred / spread) + self.bias
+
     def forward(self, feature_maps: Tensor, mu: Tensor) -> Tensor:
         with torch.autocast(feature_maps.device.type, enabled=False):  # softmax and log sigma want fp32
             context = self.context(feature_maps.float(), mu.float())
-            return F.softplus(self.scale * context + self.bias - self.sigma_offset).clamp_min(SIGMA_FLOOR)
+            return F.softplus(self.pre_activation(context)).clamp_min(SIGMA_FLOOR)
 
 
 class VIBClassifier(CamClassifier):
@@ -104,6 +138,9 @@ class VIBClassifier(CamClassifier):
         kl_reduction: str = "sum",
         attention_temperature: float = 5.0,
         sigma_offset: float = 5.0,
+        sigma_parametrisation: str = "standardised",
+        sigma_init: float = 1.0,
+        sigma_scale_init: float = 1.0,
     ) -> None:
         super().__init__(arch, features, fc)
         if samples < 1 or eval_samples < 1:
@@ -112,7 +149,9 @@ class VIBClassifier(CamClassifier):
             raise ValueError(f"unknown eval_mode {eval_mode!r}; choose one of {', '.join(EVAL_MODES)}")
         if kl_reduction not in KL_REDUCTIONS:
             raise ValueError(f"unknown kl_reduction {kl_reduction!r}; choose one of {', '.join(KL_REDUCTIONS)}")
-        self.attention = ChannelAttentionSigma(fc.in_features, attention_temperature, sigma_offset)
+        self.attention = ChannelAttentionSigma(fc.in_features, attention_temperature, sigma_offset,
+                                               parametrisation=sigma_parametrisation, sigma_init=sigma_init,
+                                               scale_init=sigma_scale_init)
         self.options = {
             "samples": samples,
             "eval_mode": eval_mode,
@@ -120,6 +159,9 @@ class VIBClassifier(CamClassifier):
             "kl_reduction": kl_reduction,
             "attention_temperature": attention_temperature,
             "sigma_offset": sigma_offset,
+            "sigma_parametrisation": sigma_parametrisation,
+            "sigma_init": sigma_init,
+            "sigma_scale_init": sigma_scale_init,
         }
 
     def posterior(self, feature_maps: Tensor) -> tuple[Tensor, Tensor]:
@@ -143,10 +185,14 @@ class VIBClassifier(CamClassifier):
         return VIBOutput(self.sample_logits(mu, sigma, self.options["samples"]), self.kl(mu, sigma), sigma)
 
     @torch.no_grad()
-    def predict(self, x: Tensor) -> Prediction:
+    def predict(self, x: Tensor, observer: Callable[[Tensor, Tensor, Tensor], None] | None = None) -> Prediction:
         """Probabilities per `eval_mode` ("mu": softmax(fc(mu)); "mean_softmax": mean over samples)
-        and the KL per image. Unlike `forward`, this runs the attention branch (it needs sigma)."""
-        mu, sigma = self.posterior(self.features(x))
+        and the KL per image. Unlike `forward`, this runs the attention branch (it needs sigma).
+        `observer(feature_maps, mu, sigma)` sees the batch (the bottleneck diagnostics use it)."""
+        feature_maps = self.features(x)
+        mu, sigma = self.posterior(feature_maps)
+        if observer is not None:
+            observer(feature_maps, mu, sigma)
         if self.options["eval_mode"] == "mean_softmax":
             probs = self.sample_logits(mu, sigma, self.options["eval_samples"]).float().softmax(-1).mean(0)
         else:

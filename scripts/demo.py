@@ -2,13 +2,15 @@
 
 Each step is one of the user-facing commands (the same a researcher would type), run as a subprocess,
 and skipped when its output already exists, so a second `make demo` has the survey up within seconds.
-Steps: train a baseline and a VIB ResNet on synthetic scenes -> accuracy table -> study package of CAM
-pairs (with attention checks) -> automatic metrics -> import into the survey DB -> serve the survey.
+Steps: train a baseline and a VIB ResNet on synthetic scenes -> accuracy table and the VIB bottleneck's
+verdict -> study package of CAM pairs (with attention checks) -> automatic metrics and how different
+the two models' maps are -> import into the survey DB -> serve the survey.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shlex
 import subprocess
@@ -16,6 +18,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+
+from survey.package import resolve_inside
 
 STUDY = "demo"
 
@@ -37,6 +43,8 @@ class DemoSize:
 
 
 # 112 px gives 4x4 layer-4 maps: at 64 px (2x2) the CAMs cannot localise anything (docs/training.md).
+# beta 1e-2 with the KL summed over 512 dimensions, constant from the first step: the bottleneck ends
+# active in 5 epochs (docs/results.md has the accuracy-vs-beta curve and each beta's verdict).
 FULL = DemoSize(image_size=112, num_classes=10, train_size=1000, val_size=300, epochs=5, batch_size=32,
                 lr=0.02, beta=0.01, study_items=15, attention_checks=2)
 TINY = DemoSize(image_size=32, num_classes=3, train_size=64, val_size=48, epochs=1, batch_size=32,
@@ -68,7 +76,7 @@ def train(run_dir: Path, size: DemoSize, head: str) -> None:
            "--batch-size", str(size.batch_size), "--lr", str(size.lr), "--warmup-epochs", "1", "--seed", "0",
            "--out", str(run_dir), *data_args(size)]
     if head == "vib":
-        cmd += ["--beta", str(size.beta), "--beta-warmup-epochs", "1"]
+        cmd += ["--beta", str(size.beta)]
     run(cmd)
 
 
@@ -80,6 +88,24 @@ def pointing_game_summary(metrics_csv: Path) -> str:
             if row.get("pointing_game") not in (None, ""):
                 hits.setdefault(row["method"], []).append(float(row["pointing_game"]))
     return ", ".join(f"{method} {sum(v) / len(v):.2f}" for method, v in sorted(hits.items()))
+
+
+def map_difference(study_dir: Path, metrics_csv: Path, first: str = "vib", second: str = "baseline") -> str:
+    """Mean |map_first - map_second| over the study's items (heatmaps in [0, 1]), and each one's pointing
+    game: whether the two models' maps differ at all, next to how often each peaks on the object."""
+    manifest = json.loads((study_dir / "manifest.json").read_text(encoding="utf-8"))
+    differences = []
+    for item in manifest["items"]:
+        heatmaps = item.get("heatmaps", {})
+        if item.get("attention_check") or first not in heatmaps or second not in heatmaps:
+            continue
+        a, b = (np.load(resolve_inside(study_dir, heatmaps[m]), allow_pickle=False).astype(np.float32)
+                for m in (first, second))
+        differences.append(float(np.abs(a - b).mean()))
+    if not differences:
+        return "no items with heatmaps of both models"
+    return (f"mean |map_{first} - map_{second}| = {np.mean(differences):.3f} over {len(differences)} items "
+            f"(0: identical maps, maps scaled to [0, 1]); pointing game: {pointing_game_summary(metrics_csv)}")
 
 
 def build(root: Path, size: DemoSize, db_url: str) -> None:
@@ -98,6 +124,8 @@ def build(root: Path, size: DemoSize, db_url: str) -> None:
     else:
         run([sys.executable, "-m", "models.evaluate", str(runs / "baseline"), str(runs / "vib"),
              "--out", str(runs / "table")])
+    print("Is the VIB's bottleneck doing anything? (thresholds: docs/model.md)")
+    run([sys.executable, "-m", "models.inspect", str(runs / "vib")])
 
     banner("3/5 Study package of CAM pairs, with attention checks")
     if (study_dir / "manifest.json").exists():
@@ -113,6 +141,7 @@ def build(root: Path, size: DemoSize, db_url: str) -> None:
         run([sys.executable, "-m", "cams.metrics", str(study_dir), "--out", str(metrics_dir)])
     print(f"pointing game (share of maps peaking on the class object): "
           f"{pointing_game_summary(metrics_dir / 'metrics.csv')}")
+    print("how different are the two models' maps: " + map_difference(study_dir, metrics_dir / "metrics.csv"))
 
     banner("5/5 Import the study into the survey database")
     run([sys.executable, "-m", "survey.study", "import", str(study_dir), "--db", db_url])

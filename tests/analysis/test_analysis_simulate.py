@@ -121,3 +121,52 @@ def test_pairwise_votes_compare_every_pair() -> None:
     pairs = frame[["left_method", "right_method"]].apply(lambda r: tuple(sorted(r)), axis=1)
     assert set(pairs) == {("a", "b"), ("a", "c"), ("b", "c")}
     assert len(frame) == 4 * 3 * 3
+
+
+def test_metric_driven_probabilities_follow_the_documented_mapping() -> None:
+    from analysis.simulate import logistic, metric_driven_probabilities
+
+    rng = np.random.default_rng(0)
+    d = np.array([-0.2, 0.0, 0.05, 0.3])
+    p = metric_driven_probabilities(3, d, 15.0, 0.0, 0.0, rng)
+    assert p.shape == (3, 4)
+    np.testing.assert_allclose(p, np.tile(logistic(15.0 * d), (3, 1)))
+    assert p[0, 1] == pytest.approx(0.5)  # identical maps: no preference
+    noisy = metric_driven_probabilities(2000, np.zeros(50), 15.0, 0.5, 0.5, np.random.default_rng(1))
+    assert abs(noisy.mean() - 0.5) < 0.02 and noisy.std() > 0.05  # noise spreads raters and items around 0.5
+    with pytest.raises(ValueError, match="sensitivity"):
+        metric_driven_probabilities(3, d, -1.0, 0.0, 0.0, rng)
+    with pytest.raises(ValueError, match="finite"):
+        metric_driven_probabilities(3, np.array([np.nan]), 1.0, 0.0, 0.0, rng)
+
+
+def test_metric_differences_pair_the_two_methods_per_item() -> None:
+    from analysis.simulate import metric_differences
+
+    rows = [{"item": "a", "method": "vib", "energy_in_mask": "0.5"},
+            {"item": "a", "method": "baseline", "energy_in_mask": "0.2"},
+            {"item": "b", "method": "vib", "energy_in_mask": "0.1"},
+            {"item": "c", "method": "baseline", "energy_in_mask": "0.1"},
+            {"item": "d", "method": "vib", "energy_in_mask": ""},
+            {"item": "d", "method": "baseline", "energy_in_mask": "0.3"}]
+    assert metric_differences(rows, "vib", "baseline") == pytest.approx({"a": 0.3})
+    with pytest.raises(ValueError, match="no column"):
+        metric_differences([{"item": "a", "method": "vib"}], "vib", "baseline")
+
+
+def test_conclusion_says_when_the_raters_were_simulated() -> None:
+    import pandas as pd
+
+    from analysis.summary import AnalysisOptions, conclusion, simulated_raters
+
+    assert simulated_raters(pd.Series(["sim-001", "sim-002", "sim-001"])) == (2, 2)
+    assert simulated_raters(pd.Series(["alice", "sim-001", "simon"])) == (1, 3)
+    summary = {"proposed_rate": 0.8, "two_way_bootstrap": {"ci": [0.7, 0.9]}, "binomial": {"n": 100},
+               "n_raters": 10, "n_items": 10, "study": {"proposed": "vib", "baseline": "baseline"}}
+    people = conclusion(summary, AnalysisOptions())
+    assert "people prefer vib" in people and "imulated" not in people
+    simulated = conclusion({**summary, "simulated_raters": (10, 10)}, AnalysisOptions())
+    assert simulated.startswith("Simulated raters") and "simulated raters prefer vib" in simulated
+    assert "people" not in simulated.replace("not people", "")
+    mixed = conclusion({**summary, "simulated_raters": (3, 10)}, AnalysisOptions())
+    assert mixed.startswith("3 of 10 raters are simulated")

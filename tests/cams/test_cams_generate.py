@@ -230,6 +230,21 @@ def test_metrics_compare_and_figure_on_the_package(package, tmp_path):
     assert compare([str(package), str(package), "--out", str(tmp_path / "pooled.md")]) == 0
     pooled = (tmp_path / "pooled.md").read_text()
     assert "**vib − baseline**" in pooled and "**gc − baseline**" in pooled and "| Gini |" in pooled
+    # The decision table of docs/results.md, with gc standing in for the control method.
+    from cams.decision import evaluate as decide_packages
+    from cams.decision import main as decision
+
+    assert decision([str(package)] * 3 + ["--control", "gc", "--active", "vib=1",
+                                          "--out", str(tmp_path / "decision.md")]) == 0
+    table = (tmp_path / "decision.md").read_text()
+    assert table.count("| vib | all items |") == 2 and table.count("| vib | items every model gets right |") == 2
+    decisions = decide_packages([package] * 3, "gc", {"vib": True})
+    energy = next(d for d in decisions if d.metric == "energy_in_mask" and d.scope == "all items")
+    expected = np.mean([float(by[(i, "vib")]["energy_in_mask"]) - float(by[(i, "baseline")]["energy_in_mask"])
+                        for i in regular])
+    assert energy.pooled.mean == pytest.approx(expected) and energy.active
+    assert energy.answer in ("yes", "no", "inconclusive", "yes, the other way (worse)")
+    assert decision([str(package), "--control", "nope"]) == 2
 
 
 def test_ids_random_and_predicted_target(tiny_checkpoints, tmp_path, capsys):

@@ -35,6 +35,8 @@ def test_demo_pipeline_builds_every_artefact_and_is_reusable(tmp_path: Path) -> 
         methods = {row["method"] for row in csv.DictReader(handle)}
     assert methods == set(manifest["methods"])
     assert "pointing game" in first.stdout
+    assert "bottleneck ACTIVE" in first.stdout or "bottleneck INACTIVE" in first.stdout  # the verdict is printed
+    assert "mean |map_vib - map_baseline| = " in first.stdout
 
     engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'survey.db'}")
     with engine.connect() as conn:

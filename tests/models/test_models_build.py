@@ -82,12 +82,49 @@ def test_training_kl_is_the_kl_of_the_posterior() -> None:
     torch.testing.assert_close(output.kl, reference, rtol=1e-4, atol=1e-3)
 
 
-def test_sigma_starts_small_whatever_the_activations() -> None:
+def test_legacy_sigma_starts_small_whatever_the_activations() -> None:
     torch.manual_seed(0)
-    model = build_model("resnet18", 3, "vib")
+    model = build_model("resnet18", 3, "vib", sigma_parametrisation="legacy")
     maps = torch.rand(3, 512, 4, 4) * 1000
     _, sigma = model.posterior(maps)
     torch.testing.assert_close(sigma, torch.full_like(sigma, math.log1p(math.exp(-5.0))))
+
+
+def attention_gradients(model: torch.nn.Module) -> tuple[float, float]:
+    """|d loss / d log_temperature| and the norm of d loss / d scale for one CE + beta * KL step."""
+    torch.manual_seed(1)
+    model.train()
+    output = model(torch.randn(4, 3, 64, 64))
+    loss = torch.nn.functional.cross_entropy(output.logits[0], torch.tensor([0, 1, 2, 0])) + 1e-3 * output.kl.mean()
+    loss.backward()
+    return abs(model.attention.log_temperature.grad.item()), model.attention.scale.grad.norm().item()
+
+
+def test_new_head_gives_the_attention_gradient_from_the_first_step_and_legacy_did_not() -> None:
+    torch.manual_seed(0)
+    temperature_grad, scale_grad = attention_gradients(build_model("resnet18", 3, "vib"))
+    assert temperature_grad > 1e-6 and scale_grad > 1e-6
+    torch.manual_seed(0)
+    temperature_grad, scale_grad = attention_gradients(build_model("resnet18", 3, "vib", sigma_parametrisation="legacy"))
+    assert temperature_grad == 0.0 and scale_grad > 0  # legacy: only scale moves, the attention is cut off
+
+
+def test_new_sigma_starts_near_sigma_init_and_depends_on_the_input() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3, "vib", sigma_init=0.7, sigma_scale_init=0.5)
+    maps = torch.rand(6, 512, 4, 4) * torch.linspace(1, 100, 6)[:, None, None, None]
+    mu = maps.mean((2, 3))
+    sigma = model.attention(maps, mu)
+    context = model.attention.context(maps, mu)
+    u = (context - context.mean(1, keepdim=True)) / context.std(1, correction=0, keepdim=True)
+    torch.testing.assert_close(sigma, torch.nn.functional.softplus(0.5 * u + math.log(math.expm1(0.7))),
+                               rtol=1e-4, atol=1e-5)
+    assert abs(sigma.median().item() - 0.7) < 0.1
+    assert (sigma.std(0) / sigma.mean(0)).median() > 0.05  # differs between images for the same channel
+    with pytest.raises(ValueError, match="sigma_init"):
+        build_model("resnet18", 3, "vib", sigma_init=0.0)
+    with pytest.raises(ValueError, match="sigma_parametrisation"):
+        build_model("resnet18", 3, "vib", sigma_parametrisation="nope")
 
 
 def normalised_entropy(attention: torch.Tensor) -> float:

@@ -41,3 +41,63 @@ def test_simulate_errors_are_one_line(sqlite_url: str, capsys: pytest.CaptureFix
     assert "no study named 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--study"])
+
+
+def write_metrics(path: Path, manifest: dict, differences: dict[str, float]) -> None:
+    """A cams.metrics-style CSV: energy in mask 0.3 for the baseline, 0.3 + d for the proposed map."""
+    lines = ["item,method,pointing_game,energy_in_mask,deletion_auc,insertion_auc,gini,entropy"]
+    for item, d in differences.items():
+        lines.append(f"{item},{manifest['baseline']},1,0.3,0.1,0.9,0.5,0.5")
+        lines.append(f"{item},{manifest['proposed']},1,{0.3 + d},0.1,0.9,0.5,0.5")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_metric_driven_raters_follow_what_is_on_screen(sqlite_url: str, tmp_path: Path) -> None:
+    import json
+
+    package = make_sample_package(tmp_path / "sim", n_items=10, n_checks=1, image_size=16, with_example=False)
+    manifest = json.loads((package / "manifest.json").read_text())
+    regular = [item["id"] for item in manifest["items"] if not item.get("attention_check")]
+    better, worse = regular[: len(regular) // 2], regular[len(regular) // 2:]
+    write_metrics(tmp_path / "metrics.csv", manifest, {**{i: 0.3 for i in better}, **{i: -0.3 for i in worse}})
+    engine = get_engine(sqlite_url)
+    import_package(engine, package)
+    simulate(sqlite_url, "demo", raters=20, seed=1, rater_sd=0.0, item_sd=0.0, progress=False,
+             metrics=tmp_path / "metrics.csv")
+    frame = votes_frame(engine, "demo")
+    regular_votes = frame[~frame["attention_check"]]
+    chose_proposed = regular_votes["chosen_method"] == regular_votes["proposed_method"]
+    # sensitivity 15 x 0.3 = logit 4.5: p = 0.989 on the better items, 0.011 on the worse ones
+    assert chose_proposed[regular_votes["item"].isin(better)].mean() > 0.9
+    assert chose_proposed[regular_votes["item"].isin(worse)].mean() < 0.1
+
+
+def test_identical_maps_give_no_preference(sqlite_url: str, tmp_path: Path) -> None:
+    import json
+
+    package = make_sample_package(tmp_path / "sim", n_items=10, n_checks=0, image_size=16, with_example=False)
+    manifest = json.loads((package / "manifest.json").read_text())
+    write_metrics(tmp_path / "metrics.csv", manifest,
+                  {i["id"]: 0.0 for i in manifest["items"] if not i.get("attention_check")})
+    engine = get_engine(sqlite_url)
+    import_package(engine, package)
+    simulate(sqlite_url, "demo", raters=30, seed=2, rater_sd=0.0, item_sd=0.0, progress=False,
+             metrics=tmp_path / "metrics.csv")
+    frame = votes_frame(engine, "demo")
+    rate = (frame["chosen_method"] == frame["proposed_method"]).mean()
+    assert 0.4 < rate < 0.6  # 300 votes at p = 0.5: sd 0.029
+
+
+def test_metric_driven_raters_refuse_a_foreign_metrics_file(sqlite_url: str, tmp_path: Path, capsys) -> None:
+    import json
+
+    package = make_sample_package(tmp_path / "sim", n_items=4, n_checks=0, image_size=16, with_example=False)
+    manifest = json.loads((package / "manifest.json").read_text())
+    write_metrics(tmp_path / "metrics.csv", manifest, {"other-item": 0.1})
+    import_package(get_engine(sqlite_url), package)
+    assert main(["--db", sqlite_url, "--study", "demo", "--metrics", str(tmp_path / "metrics.csv")]) == 1
+    assert "is not in" in capsys.readouterr().err
+    assert main(["--db", sqlite_url, "--study", "demo", "--metrics", str(tmp_path / "missing.csv")]) == 1
+    assert "not found" in capsys.readouterr().err
+    assert main(["--db", sqlite_url, "--study", "demo", "--prefix", "alice"]) == 1
+    assert "must start with 'sim'" in capsys.readouterr().err
