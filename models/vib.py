@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.channel_attention import attended_context
 from models.resnet import CamClassifier, Prediction
 
 KL_REDUCTIONS = ("sum", "mean")
@@ -102,8 +103,6 @@ class ChannelAttentionSigma(nn.Module):
 
         models.channel_attention picks the kernel: fused fp32 attention (GPUs, CPUs without native
         bf16) or, for training on CPUs with native bf16, an fp32 forward whose backward runs in bf16."""
-        from models.channel_attention import attended_context  # local: this change stays inside context()
-
         return attended_context(self.standardised(feature_maps), mu, self.log_temperature)
 
     def pre_activation(self, context: Tensor) -> Tensor:
