@@ -72,7 +72,8 @@ def verdict(est: Estimate, metric: str, method: str, baseline: str) -> str:
     return "no clear difference"
 
 
-def compare(packages: list[Path], suffix: str, both_correct: bool) -> str:
+def load_scored_packages(packages: list[Path], suffix: str) -> list[tuple[Path, dict, dict]]:
+    """(package, manifest, metrics) for each study package and its `cams.metrics` folder (name + suffix)."""
     loaded = []
     for package in packages:
         try:
@@ -81,6 +82,25 @@ def compare(packages: list[Path], suffix: str, both_correct: bool) -> str:
             raise StudyInputError(f"{package}: {error.problems[0]}") from None
         metrics = read_metrics(package.absolute().with_name(package.absolute().name + suffix) / "metrics.csv")
         loaded.append((package, manifest, metrics))
+    return loaded
+
+
+def regular_items(manifest: dict, both_correct: bool, methods: list[str]) -> list[str]:
+    """Ids of the items that are not attention checks; with `both_correct`, only those whose top-1
+    prediction is the true label for every one of `methods`."""
+    keep = []
+    for item in manifest["items"]:
+        if item.get("attention_check"):
+            continue
+        predictions = item.get("predictions", {})
+        correct = all(predictions.get(m, [{}])[0].get("label") == item["label"] for m in methods)
+        if correct or not both_correct:
+            keep.append(item["id"])
+    return keep
+
+
+def compare(packages: list[Path], suffix: str, both_correct: bool) -> str:
+    loaded = load_scored_packages(packages, suffix)
     baseline = loaded[0][1]["baseline"]
     methods = [m for m in loaded[0][1]["methods"] if m != baseline]
     for package, manifest, _ in loaded:
@@ -91,17 +111,7 @@ def compare(packages: list[Path], suffix: str, both_correct: bool) -> str:
             )
 
     def items_of(manifest: dict) -> list[str]:
-        keep = []
-        for item in manifest["items"]:
-            if item.get("attention_check"):
-                continue
-            predictions = item.get("predictions", {})
-            correct = all(
-                predictions.get(m, [{}])[0].get("label") == item["label"] for m in manifest["methods"]
-            )
-            if correct or not both_correct:
-                keep.append(item["id"])
-        return keep
+        return regular_items(manifest, both_correct, manifest["methods"])
 
     scope = "items every model classifies correctly" if both_correct else "all regular items"
     names = ", ".join(p.name for p, _, _ in loaded)

@@ -27,11 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cams.compare import read_metrics, two_level_bootstrap
+from cams.compare import load_scored_packages, regular_items, two_level_bootstrap
 from cams.loading import StudyInputError
 from cams.metrics import HIGHER_IS_BETTER, TITLES, write_atomic
 from cams.stats import Estimate, paired_difference
-from survey.package import PackageError, load_package
 
 DECIDING = ("energy_in_mask", "pointing_game")  # primary, secondary
 NO_EFFECT_BAND = {"energy_in_mask": 0.02, "pointing_game": 0.05}
@@ -69,26 +68,8 @@ def decide(per_seed: list[Estimate], pooled: Estimate, control: Estimate, metric
     return "inconclusive"
 
 
-def items_of(manifest: dict, both_correct: bool, methods: list[str]) -> list[str]:
-    keep = []
-    for item in manifest["items"]:
-        if item.get("attention_check"):
-            continue
-        predictions = item.get("predictions", {})
-        correct = all(predictions.get(m, [{}])[0].get("label") == item["label"] for m in methods)
-        if correct or not both_correct:
-            keep.append(item["id"])
-    return keep
-
-
 def evaluate(packages: list[Path], control: str, activity: dict[str, bool]) -> list[Decision]:
-    loaded = []
-    for package in packages:
-        try:
-            manifest = load_package(package)
-        except PackageError as error:
-            raise StudyInputError(f"{package}: {error.problems[0]}") from None
-        loaded.append((manifest, read_metrics(package.absolute().with_name(package.name + "-metrics") / "metrics.csv")))
+    loaded = [(manifest, metrics) for _, manifest, metrics in load_scored_packages(packages, "-metrics")]
     baseline = loaded[0][0]["baseline"]
     methods = [m for m in loaded[0][0]["methods"] if m not in (baseline, control)]
     if control not in loaded[0][0]["methods"]:
@@ -101,7 +82,7 @@ def evaluate(packages: list[Path], control: str, activity: dict[str, bool]) -> l
             for metric in DECIDING:
                 per_seed, groups, control_groups = [], [], []
                 for manifest, metrics in loaded:
-                    ids = items_of(manifest, both_correct, manifest["methods"])
+                    ids = regular_items(manifest, both_correct, manifest["methods"])
                     base = np.array([metrics.get((i, baseline), {}).get(metric, math.nan) for i in ids])
                     ours = np.array([metrics.get((i, method), {}).get(metric, math.nan) for i in ids])
                     other = np.array([metrics.get((i, control), {}).get(metric, math.nan) for i in ids])
