@@ -5,7 +5,7 @@ import csv
 from pathlib import Path
 
 from models.train import METRIC_COLUMNS
-from scripts.results import CURVE_BETAS, RESULT_BETAS, SEEDS, Run, complete, curve_table, diagnostics_table, planned_runs
+from scripts.results import CONTROL_SEED, CURVE_BETAS, RESULT_BETAS, SEEDS, Run, complete, curve_table, diagnostics_table, planned_runs
 
 
 def write_run(folder: Path, val_acc: float, active: int | None, epochs: int = 5) -> None:
@@ -27,7 +27,9 @@ def write_run(folder: Path, val_acc: float, active: int | None, epochs: int = 5)
 
 def test_plan_has_three_seeds_of_every_model_and_the_curve() -> None:
     names = [r.name for r in planned_runs()]
-    assert len(names) == len(set(names)) == len(SEEDS) * (1 + len(RESULT_BETAS)) + len(set(CURVE_BETAS) - set(RESULT_BETAS))
+    assert len(names) == len(set(names)) == (len(SEEDS) * (1 + len(RESULT_BETAS)) + 1
+                                             + len(set(CURVE_BETAS) - set(RESULT_BETAS)))
+    assert CONTROL_SEED not in SEEDS and f"baseline-seed{CONTROL_SEED}" in names  # a control that cannot cancel
     assert "baseline-seed2" in names and f"vib-beta{RESULT_BETAS[0]}-seed1" in names
     assert Run("vib", "1e-2", 0).method == "vib-beta1e-2"
 
