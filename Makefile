@@ -44,7 +44,7 @@ demo-votes: venv ## Fill the demo study with 30 simulated raters driven by the m
 report: venv ## Write the analysis report of the demo study and print where it is
 	$(PY) -m analysis.report --db $(DB) --study demo --out reports/demo --metrics studies/demo-metrics/metrics.csv --min-response-ms 0
 
-results: venv ## Rerun docs/results.md: 12 trainings, CAM metrics, decision (studies/results/results.md)
+results: venv ## Rerun docs/results.md: 13 trainings, CAM metrics, decision (studies/results/results.md)
 	$(PY) -m scripts.results --jobs 2
 
 bench: venv-dev system-deps ## Run every benchmark in bench/ (prints ratios against a same-run baseline)

@@ -98,7 +98,7 @@ def evaluate(packages: list[Path], control: str, activity: dict[str, bool]) -> l
 
 def markdown(decisions: list[Decision], seeds: int) -> str:
     lines = ["| method | scope | metric | " + " | ".join(f"seed {k}" for k in range(seeds)) +
-             " | pooled | control (baseline seed+1 − baseline) | bottleneck active | answer |",
+             " | pooled | control (baseline seed 3 − baseline) | bottleneck active | answer |",
              "|---|---|---|" + "---|" * seeds + "---|---|---|---|"]
     for d in decisions:
         lines.append(f"| {d.method} | {d.scope} | {TITLES[d.metric]} | " + " | ".join(e.format() for e in d.per_seed)
