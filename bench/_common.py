@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+from contextlib import ExitStack
+from pathlib import Path
 
 #: exit status for "a system dependency is missing" (the automake convention for a skipped test)
 MISSING_SYSTEM_DEPENDENCY = 77
@@ -54,3 +56,17 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def database_url(backend: str, folder: Path, stack: ExitStack) -> str | None:
+    """A fresh database for one benchmark backend: a SQLite file in `folder`, or a throwaway local
+    PostgreSQL cluster that lives as long as `stack`; None (with a note) when PostgreSQL cannot start."""
+    if backend == "sqlite":
+        return f"sqlite:///{folder / 'load.db'}"
+    from survey.testing_pg import ClusterError, temporary_cluster
+
+    try:
+        return stack.enter_context(temporary_cluster(durable=True))
+    except ClusterError as exc:
+        print(f"note: PostgreSQL skipped: {exc}")
+        return None

@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, print_header  # noqa: E402
+from bench._common import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, database_url, print_header  # noqa: E402
 
 SIZES = (1, 8, 16, 32)
 MODES = ("impatient", "patient")
@@ -179,16 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="survey-browser-load-") as tmp, ExitStack() as stack:
         for backend in args.backends:
-            if backend == "sqlite":
-                url = f"sqlite:///{Path(tmp) / 'load.db'}"
-            else:
-                from survey.testing_pg import ClusterError, temporary_cluster
-
-                try:
-                    url = stack.enter_context(temporary_cluster(durable=True))
-                except ClusterError as exc:
-                    print(f"note: PostgreSQL skipped: {exc}")
-                    continue
+            url = database_url(backend, Path(tmp), stack)
+            if url is None:
+                continue
             for mode in args.modes:
                 rows = []
                 for n in sizes:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import add_smoke_flag, print_header  # noqa: E402
+from bench._common import add_smoke_flag, database_url, print_header  # noqa: E402
 from survey.db import dispose_engines, get_engine, sqlite_synchronous  # noqa: E402
 from survey.importer import import_package  # noqa: E402
 from survey.sample_package import make_sample_package  # noqa: E402
@@ -131,16 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         package = make_sample_package(Path(tmp) / "package", name="load", n_items=args.items, n_checks=2,
                                       image_size=16, with_example=False)
         for backend in backends:
-            if backend == "sqlite":
-                url = f"sqlite:///{Path(tmp) / 'load.db'}"
-            else:
-                from survey.testing_pg import ClusterError, temporary_cluster
-
-                try:
-                    url = stack.enter_context(temporary_cluster(durable=True))
-                except ClusterError as exc:
-                    print(f"note: PostgreSQL skipped: {exc}")
-                    continue
+            url = database_url(backend, Path(tmp), stack)
+            if url is None:
+                continue
             print(f"== {backend}: baseline, load and capacity runs "
                   f"({args.raters} raters x {per_rater} votes)", flush=True)
             results[backend] = bench_backend(url, package, args.raters, per_rater, args.think_s)
