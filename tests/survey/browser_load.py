@@ -209,7 +209,7 @@ async def run_rater(context, link: str, rater: str, n_trials: int, *, mode: str,
             await asyncio.sleep(ub.THINK_MS / 1000)  # a person looks at the pair first
             start = time.monotonic()
             await _click(page, key, double=(mode == "impatient"))
-            run.clicks += 1
+            run.clicks += 2 if mode == "impatient" else 1  # a double click is two clicks
             while time_left():  # until the page moves on; click again whenever it is slow
                 if await _wait(page, _MOVED_JS, [position], min(every, time_left())):
                     run.latencies_ms.append((time.monotonic() - start) * 1000)
