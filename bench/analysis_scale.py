@@ -17,14 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.exclusions import ExclusionRules  # noqa: E402
-from bench._common import add_smoke_flag, print_header  # noqa: E402
-from analysis.load import load_votes, save_votes_csv  # noqa: E402
-from analysis.report import write_report  # noqa: E402
-from analysis.simulate import simulate_votes  # noqa: E402
-from analysis.summary import AnalysisOptions, run_analysis  # noqa: E402
+from analysis.exclusions import ExclusionRules
+from bench._common import add_smoke_flag, print_header
+from analysis.load import load_votes, save_votes_csv
+from analysis.report import write_report
+from analysis.simulate import simulate_votes
+from analysis.summary import AnalysisOptions, run_analysis
 
 #: votes -> (raters, items): both grow, as when a study gets more images and more people.
 DESIGNS = {10_000: (100, 100), 100_000: (400, 250), 1_000_000: (1000, 1000)}

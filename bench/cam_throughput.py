@@ -40,14 +40,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import add_smoke_flag, print_header  # noqa: E402
-from cams.cam import CAM  # noqa: E402
-from cams.gradcam import GradCAM  # noqa: E402
-from cams.render import encode_png, postprocess, render_overlays  # noqa: E402
-from models import build_model  # noqa: E402
-from models.precision import cpu_has_native_bf16  # noqa: E402
+from bench._common import add_smoke_flag, print_header
+from cams.cam import CAM
+from cams.gradcam import GradCAM
+from cams.render import encode_png, postprocess, render_overlays
+from models import build_model
+from models.precision import cpu_has_native_bf16
 
 SMOKE = ["--size", "32", "--batch", "2", "--rounds", "1", "--threads", "1"]
 

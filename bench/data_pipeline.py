@@ -42,15 +42,14 @@ from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, DistributedSampler
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.data.base import FileDataset  # noqa: E402  (after the path set-up above)
-from models.data.loading import available_cores, make_train_loader  # noqa: E402
-from models.data.prepare import prepare  # noqa: E402
-from models.data.sun397 import load_sun397  # noqa: E402
-from models.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainCrop, eval_geometry  # noqa: E402
+from models.data.base import FileDataset
+from models.data.loading import available_cores, make_train_loader
+from models.data.prepare import prepare
+from models.data.sun397 import load_sun397
+from models.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainCrop, eval_geometry
 
-from bench._common import add_smoke_flag, print_header  # noqa: E402
+from bench._common import add_smoke_flag, print_header
 
 MARKER = "bench_data_pipeline.json"
 MIN_SIZE, MAX_SIZE = (300, 200), (1600, 1200)

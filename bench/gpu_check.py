@@ -22,13 +22,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import build_model  # noqa: E402  (after the path set-up above)
-from models.engine import vib_loss  # noqa: E402
-from models.precision import resolve_precision  # noqa: E402
+from models import build_model
+from models.engine import vib_loss
+from models.precision import resolve_precision
 
-from bench._common import add_smoke_flag, print_header  # noqa: E402
+from bench._common import add_smoke_flag, print_header
 
 
 def build_parser() -> argparse.ArgumentParser:

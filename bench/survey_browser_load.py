@@ -35,9 +35,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, database_url, print_header  # noqa: E402
+from bench._common import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, database_url, print_header
 
 SIZES = (1, 8, 16, 32)
 MODES = ("impatient", "patient")

@@ -24,9 +24,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, print_header  # noqa: E402
+from bench._common import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, print_header
 
 TARGET_MS = 300.0
 SMOKE = ["--clicks", "2"]

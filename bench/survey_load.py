@@ -24,14 +24,13 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import add_smoke_flag, database_url, print_header  # noqa: E402
-from survey.db import dispose_engines, get_engine, sqlite_synchronous  # noqa: E402
-from survey.importer import import_package  # noqa: E402
-from survey.sample_package import make_sample_package  # noqa: E402
-from survey.service import vote_count  # noqa: E402
-from survey.testing_load import run_raters  # noqa: E402
+from bench._common import add_smoke_flag, database_url, print_header
+from survey.db import dispose_engines, get_engine, sqlite_synchronous
+from survey.importer import import_package
+from survey.sample_package import make_sample_package
+from survey.service import vote_count
+from survey.testing_load import run_raters
 
 P99_TARGET_MS = 50.0
 KINDS = ("baseline", "load", "capacity")

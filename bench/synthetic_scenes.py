@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import add_smoke_flag, print_header  # noqa: E402
-from models.data.synthetic import SyntheticScenes  # noqa: E402
+from bench._common import add_smoke_flag, print_header
+from models.data.synthetic import SyntheticScenes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,13 +25,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import add_smoke_flag, print_header  # noqa: E402  (after the path set-up above)
-from models import build_model  # noqa: E402
-from models.channel_attention import KERNEL_ENV, KERNELS, context_kernel  # noqa: E402
-from models.engine import vib_loss  # noqa: E402
-from models.precision import resolve_precision  # noqa: E402
+from bench._common import add_smoke_flag, print_header
+from models import build_model
+from models.channel_attention import KERNEL_ENV, KERNELS, context_kernel
+from models.engine import vib_loss
+from models.precision import resolve_precision
 
 TRAIN_TARGET, EVAL_TARGET = 1.10, 1.02
 SMOKE = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "2", "--num-classes", "4",
