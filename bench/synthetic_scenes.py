@@ -14,7 +14,6 @@ import argparse
 import io
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from PIL import Image
