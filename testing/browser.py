@@ -16,7 +16,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -98,22 +98,26 @@ def _wait_healthy(server: AppServer, timeout: float) -> None:
 @contextmanager
 def serve_app(db_url: str, *, env: dict[str, str] | None = None, port: int | None = None,
               log_dir: Path | None = None) -> Iterator[AppServer]:
-    """Runs the rater app against ``db_url`` until the block ends (the server is always stopped)."""
+    """Runs the rater app against ``db_url`` until the block ends (the server is always stopped).
+
+    The server's log goes to ``log_dir`` (kept), or to a temporary folder deleted afterwards."""
     port = port or free_port()
-    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="survey-app-"))
-    log_path = log_dir / f"streamlit-{port}.log"
-    child_env = {**os.environ, "SURVEY_DB_URL": db_url, "PYTHONUNBUFFERED": "1", **(env or {})}
-    command = [*_streamlit_command(), "run", "survey/app.py", "--server.port", str(port),
-               "--server.headless", "true", "--server.address", "127.0.0.1"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=child_env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-    server = AppServer(process, port, log_path)
-    try:
-        _wait_healthy(server, START_TIMEOUT_S)
-        yield server
-    finally:
-        server.stop()
+    with ExitStack() as cleanup:
+        if log_dir is None:
+            log_dir = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="survey-app-"))
+        log_path = Path(log_dir) / f"streamlit-{port}.log"
+        child_env = {**os.environ, "SURVEY_DB_URL": db_url, "PYTHONUNBUFFERED": "1", **(env or {})}
+        command = [*_streamlit_command(), "run", "survey/app.py", "--server.port", str(port),
+                   "--server.headless", "true", "--server.address", "127.0.0.1"]
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(command, cwd=REPO, env=child_env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        server = AppServer(process, port, log_path)
+        try:
+            _wait_healthy(server, START_TIMEOUT_S)
+            yield server
+        finally:
+            server.stop()
 
 
 def launch_chromium(playwright):  # noqa: ANN001, ANN201 (playwright objects)
