@@ -63,7 +63,7 @@ def database_url(backend: str, folder: Path, stack: ExitStack) -> str | None:
     PostgreSQL cluster that lives as long as `stack`; None (with a note) when PostgreSQL cannot start."""
     if backend == "sqlite":
         return f"sqlite:///{folder / 'load.db'}"
-    from survey.testing_pg import ClusterError, temporary_cluster
+    from testing.postgres import ClusterError, temporary_cluster
 
     try:
         return stack.enter_context(temporary_cluster(durable=True))

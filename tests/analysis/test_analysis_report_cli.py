@@ -185,12 +185,12 @@ def test_database_source_matches_its_csv_export(tmp_path: Path) -> None:
     from survey.db import dispose_engines, get_engine
     from survey.export import write_votes_csv
     from survey.importer import import_package
-    from survey.sample_package import make_sample_package
     from survey.simulate_raters import simulate
+    from testing.packages import make_package
 
     url = f"sqlite:///{tmp_path / 'survey.db'}"
     try:
-        package = make_sample_package(tmp_path / "package", n_items=6, n_checks=1, repeats=1)
+        package = make_package(tmp_path / "package", n_items=6, n_checks=1, repeats=1)
         import_package(get_engine(url), package)
         simulate(url, "demo", raters=8, seed=1, progress=False)
         write_votes_csv(url, "demo", tmp_path / "votes.csv")
