@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 from analysis.exclusions import ExclusionRules
-from bench._common import add_smoke_flag, print_header
+from testing.benchmark import add_smoke_flag, print_header
 from analysis.load import load_votes, save_votes_csv
 from analysis.report import write_report
 from analysis.simulate import simulate_votes

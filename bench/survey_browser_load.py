@@ -36,7 +36,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 
-from bench._common import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, database_url, print_header
+from testing.benchmark import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, database_url, print_header
 
 SIZES = (1, 8, 16, 32)
 MODES = ("impatient", "patient")

@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 
-from bench._common import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, print_header
+from testing.benchmark import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, print_header
 
 TARGET_MS = 300.0
 SMOKE = ["--clicks", "2"]

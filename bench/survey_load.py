@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 
-from bench._common import add_smoke_flag, database_url, print_header
+from testing.benchmark import add_smoke_flag, database_url, print_header
 from survey.db import dispose_engines, get_engine, sqlite_synchronous
 from survey.importer import import_package
 from testing.concurrent_raters import run_raters

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 
-from bench._common import add_smoke_flag, print_header
+from testing.benchmark import add_smoke_flag, print_header
 from models.data.synthetic import SyntheticScenes
 
 

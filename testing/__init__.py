@@ -17,5 +17,6 @@ Modules:
 * :mod:`testing.concurrent_raters`: many raters voting at once, one process each;
 * :mod:`testing.browser`: ``streamlit run survey/app.py`` on a free port, driven by Chromium (Playwright);
 * :mod:`testing.browser_load`: many impatient or patient raters at once in one Chromium;
-* :mod:`testing.ports`: a free TCP port on 127.0.0.1.
+* :mod:`testing.ports`: a free TCP port on 127.0.0.1;
+* :mod:`testing.benchmark`: what every ``bench/*.py`` shares (machine header, ``--smoke``, exit 77).
 """

@@ -1,4 +1,4 @@
-"""What every benchmark shares: the machine header, and the `--smoke` contract.
+"""What every benchmark in bench/ shares: the machine header, and the `--smoke` contract.
 
 Figures only mean something next to the CPU they were measured on (AVX2-only and AVX-512-BF16
 machines differ by 2x on the same code), so every benchmark starts by printing `machine_header()`.
