@@ -15,7 +15,7 @@ def test_analysis_never_imports_torch() -> None:
         "import analysis.report, analysis.power, analysis.simulate, analysis.notebook, analysis.summary\n"
         "import analysis.load, analysis.mixed, analysis.multi, analysis.metrics, analysis.plots\n"
         "from analysis.load import load_votes\n"
-        "from analysis.simulate import simulate_votes\n"
+        "from testing.simulated_votes import simulate_votes\n"
         "load_votes(simulate_votes(3, 3, 0.7, 0.5, 1.0))\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'torchvision', 'models', 'cams'})\n"
         "assert not bad, bad\n"

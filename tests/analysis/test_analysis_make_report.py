@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from scripts.simulate_raters import main as simulate_raters
 from survey.db import dispose_engines, get_engine
 from survey.export import votes_frame
 from survey.importer import import_package
 from survey.sample_package import make_sample_package
-from survey.simulate_raters import main as simulate_raters
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = ["survey.service", "survey.study", "survey.db", "survey.package", "survey.export",
-           "survey.importer", "survey.invite", "survey.assignment", "survey.schema", "survey.simulate_raters",
+           "survey.importer", "survey.invite", "survey.assignment", "survey.schema", "survey.votes_format",
            "survey.sample_package", "survey.testing_load"]
 
 

@@ -1,16 +1,17 @@
-"""Simulated raters vote through the service layer with crossed-design preferences (contract D)."""
+"""The demo's simulated raters (`scripts/simulate_raters.py`) vote through the service layer with
+crossed-design preferences (contract D)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
+from scripts.simulate_raters import main, simulate
 from survey.db import get_engine
 from survey.export import votes_frame
 from survey.importer import import_package
 from survey.sample_package import make_sample_package
 from survey.service import admin_summary
-from survey.simulate_raters import main, simulate
 
 
 def test_simulated_raters_fill_the_study(sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,1 @@
+"""Test and benchmark scaffolding shared by tests/ and bench/; never imported by the product."""
