@@ -19,8 +19,7 @@ Each study task has its own column order (a :class:`VotesFormat`); every column 
 from __future__ import annotations
 
 import csv
-import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -141,27 +140,34 @@ def parse_ints(values: pd.Series, column: str, source: str) -> pd.Series:
     return numbers.astype("Int64" if not whole.all() else "int64")
 
 
+def _by_value(values: pd.Series, convert: Callable[[object], object]) -> np.ndarray:
+    """``convert`` applied to each distinct value once (missing -> ``convert(None)``), as an object array.
+
+    Votes repeat a few names a million times: factorizing first makes a column cost milliseconds."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    table = np.empty(len(uniques) + 1, dtype=object)  # the last slot serves code -1 (missing)
+    table[:] = [convert(u) for u in uniques] + [convert(None)]
+    return table[codes]
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None or value == "" else value if isinstance(value, str) else str(value)
+
+
 def _text(values: pd.Series) -> pd.Series:
     """Text as ``object`` with ``None`` for missing and for empty (the same dtype on pandas 2 and 3)."""
-    values = values.astype(object)
-    return values.where(values.notna() & (values != ""), None)
+    return pd.Series(_by_value(values, _text_or_none), index=values.index, name=values.name, dtype=object)
 
 
 def normalise(frame: pd.DataFrame, *, source: str = "votes frame", fmt: VotesFormat = PAIRWISE
               ) -> pd.DataFrame:
     """``frame`` with contract dtypes: text ``object`` (missing ``None``), booleans ``bool``, integers
     ``int64``. Columns outside the format are kept as they are; absent optional columns stay absent."""
-    out = frame.copy()
-    for column in fmt.columns:
-        if column not in out:
-            continue
-        kind = COLUMN_KINDS[column]
-        if kind == "bool":
-            out[column] = parse_bools(out[column], column, source)
-        elif kind == "int":
-            out[column] = parse_ints(out[column], column, source)
-        else:
-            out[column] = _text(out[column])
+    parse = {"bool": parse_bools, "int": parse_ints, "text": lambda values, _column, _source: _text(values)}
+    columns = {column: parse[COLUMN_KINDS[column]](values, column, source) if column in fmt.columns else values
+               for column, values in frame.items()}
+    out = pd.DataFrame(columns, index=frame.index, copy=False)  # one frame at once: no block per column
+    out.attrs = dict(frame.attrs)
     return out
 
 
@@ -180,29 +186,38 @@ def require_columns(columns: Iterable[str], source: str, fmt: VotesFormat = PAIR
                                f"{', '.join(fmt.required)} ({EXPORT_HINT})")
 
 
-def _csv_field(values: pd.Series) -> pd.Series:
-    """One column as CSV fields (missing -> empty), quoted when they hold a comma, a quote, or a line
-    break. Python's csv writer with a "\\n" terminator leaves a bare carriage return unquoted, and every
-    reader then splits the row there; rater ids and labels are free text, so they can contain one."""
-    text = values.astype(object).where(values.notna(), "").astype(str)
-    quote = text.str.contains(r'[,"\r\n]', regex=True)
-    return text.where(~quote, '"' + text.str.replace('"', '""', regex=False) + '"')
+def _quoted(value: str | None) -> str:
+    """One CSV field: missing -> empty; quoted when it holds a comma, a quote, or a line break. (Python's
+    csv writer with a "\\n" terminator leaves a bare carriage return unquoted, and every reader then
+    splits the row there; rater ids and labels are free text, so they can contain one.)"""
+    if value is None:
+        return ""
+    if any(c in value for c in ',"\r\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _fields(values: pd.Series, kind: Kind | None) -> list[str]:
+    """One column of a normalised frame as CSV fields."""
+    if kind == "bool":
+        return np.where(values.to_numpy(dtype=bool), "true", "false").tolist()
+    if kind == "int":
+        missing = values.isna().to_numpy()
+        digits = values.fillna(0).to_numpy(dtype=np.int64).astype(str).astype(object)
+        digits[missing] = ""
+        return digits.tolist()
+    return _by_value(values, lambda v: _quoted(_text_or_none(v))).tolist()
 
 
 def votes_csv_text(frame: pd.DataFrame, *, source: str = "votes frame", fmt: VotesFormat = PAIRWISE) -> str:
-    """The CSV text of ``frame``: the format's columns present, in file order, then any other columns;
-    ``true``/``false`` booleans, empty fields for missing values, "\\n" line ends."""
+    """The CSV text of ``frame``: the format's columns present, in file order, then any other columns
+    (as text); ``true``/``false`` booleans, empty fields for missing values, "\\n" line ends."""
     require_columns(frame.columns, source, fmt)
     out = normalise(frame, source=source, fmt=fmt)
-    for column in fmt.of_kind("bool"):
-        if column in out:
-            out[column] = np.where(out[column].to_numpy(), "true", "false")
     columns = [c for c in fmt.columns if c in out] + [c for c in out.columns if c not in fmt.columns]
-    header = ",".join(_csv_field(pd.Series(columns, dtype=object)))
-    if not len(out):
-        return header + "\n"
-    fields = [_csv_field(out[column]) for column in columns]
-    return header + "\n" + "\n".join(functools.reduce(lambda a, b: a + "," + b, fields)) + "\n"
+    header = ",".join(_quoted(str(c)) for c in columns)
+    fields = [_fields(out[c], COLUMN_KINDS[c] if c in fmt.columns else None) for c in columns]
+    return "".join([header, "\n", *("".join((",".join(row), "\n")) for row in zip(*fields))])
 
 
 def write_votes_csv(frame: pd.DataFrame, path: str | Path, *, fmt: VotesFormat = PAIRWISE) -> Path:
@@ -237,10 +252,12 @@ def read_votes_csv(path: str | Path, *, fmt: VotesFormat = PAIRWISE) -> pd.DataF
                                f"re-export it: {EXPORT_HINT}")
     require_columns(header, f"votes CSV {path}", fmt)
     try:
+        # Every field as text, except that the parser may read integer columns as integers (fast).
+        text = {c: str for c in header if COLUMN_KINDS.get(c) != "int"}
         try:  # pyarrow's parser when installed: about 5x faster at a million votes
-            raw = pd.read_csv(path, engine="pyarrow", dtype=str, keep_default_na=False)
+            raw = pd.read_csv(path, engine="pyarrow", dtype=text, keep_default_na=False)
         except ImportError:
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+            raw = pd.read_csv(path, dtype=text, keep_default_na=False)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VotesFormatError(f"votes CSV {path} is not a readable UTF-8 CSV: {first}; {EXPORT_HINT}") from None
