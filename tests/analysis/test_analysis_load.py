@@ -160,3 +160,12 @@ def test_bad_csvs_are_one_votes_error_naming_the_file(tmp_path: Path, study_fram
     study_frame.assign(response_ms="slow").to_csv(path, index=False)
     with pytest.raises(VotesError, match="column 'response_ms' must hold whole numbers"):
         load_votes(path)
+
+
+def test_ids_that_look_like_missing_values_stay_ids(tmp_path: Path) -> None:
+    """The analysis used to read CSVs with pandas' default missing markers: a rater called "NA" or
+    "None" became an empty rater and the study was refused. One reader now keeps them as text."""
+    frame = simulate_votes(4, 3, 0.7, 0.5, 1.0, seed=0)
+    frame["rater"] = frame["rater"].map({"r-0000": "NA", "r-0001": "None", "r-0002": "null", "r-0003": "nan"})
+    votes = load_votes(write_votes_csv(frame, tmp_path / "votes.csv"))
+    assert sorted(votes.frame["rater"].unique()) == ["NA", "None", "nan", "null"]
