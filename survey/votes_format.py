@@ -229,8 +229,8 @@ def write_votes_csv(frame: pd.DataFrame, path: str | Path, *, fmt: VotesFormat =
 
 
 def _header(path: Path) -> list[str]:
-    try:
-        with open(path, newline="", encoding="utf-8") as stream:
+    try:  # utf-8-sig: a spreadsheet that saves "CSV UTF-8" starts the file with a byte-order mark
+        with open(path, newline="", encoding="utf-8-sig") as stream:
             return next(csv.reader(stream), [])
     except (UnicodeDecodeError, csv.Error) as exc:
         raise VotesFormatError(f"votes CSV {path} is not a readable UTF-8 CSV ({exc}); {EXPORT_HINT}") from None

@@ -117,6 +117,14 @@ def test_missing_integers_read_as_nullable_and_booleans_in_any_spelling(tmp_path
     pd.testing.assert_frame_equal(again, back)
 
 
+def test_a_file_saved_by_a_spreadsheet_reads_the_same(tmp_path: Path) -> None:
+    """Byte-order mark and Windows line ends (what "CSV UTF-8" in a spreadsheet writes) change nothing."""
+    path = write_votes_csv(_frame(), tmp_path / "votes.csv")
+    saved = tmp_path / "saved.csv"
+    saved.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    pd.testing.assert_frame_equal(read_votes_csv(saved), read_votes_csv(path))
+
+
 def test_columns_of_no_format_are_kept_as_text_after_the_contract_columns(tmp_path: Path) -> None:
     frame = _frame().assign(note=["a", None])[["note", *COLUMNS]]
     path = write_votes_csv(frame, tmp_path / "votes.csv")
