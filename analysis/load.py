@@ -95,7 +95,7 @@ def _clean(series: pd.Series) -> tuple[pd.Series, np.ndarray, list[str]]:
 def read_votes_db(url: str, study: str) -> pd.DataFrame:
     """Votes of `study` from the survey database via `survey.export.votes_frame` (contract C)."""
     try:
-        from survey.export import votes_frame  # lazy: the CSV path must work without the survey package
+        from survey.export import votes_frame  # lazy: the CSV path needs no database libraries
     except ImportError as exc:
         raise VotesError(
             f"cannot read a database: survey.export is not available ({exc}); "
