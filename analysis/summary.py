@@ -38,7 +38,7 @@ STABLE_KEYS = (
     "exclusions",
 )
 
-#: Rater ids of python -m scripts.simulate_raters start with this (scripts.simulate_raters.SIMULATED_PREFIX).
+#: Rater ids of python -m scripts.simulate_raters start with this (the script imports it from here).
 SIMULATED_RATER_PREFIX = "sim"
 
 

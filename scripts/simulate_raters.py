@@ -33,10 +33,9 @@ from analysis.simulate import (
     metric_differences,
     metric_driven_probabilities,
 )
+from analysis.summary import SIMULATED_RATER_PREFIX as SIMULATED_PREFIX  # reports flag these raters
 from survey.db import DatabaseError, get_engine
 from survey.service import SurveyError, get_study, next_trial, record_vote, reveal_trial, start_rater
-
-SIMULATED_PREFIX = "sim"  # analysis.summary.SIMULATED_RATER_PREFIX must match
 
 
 def read_metric_rows(path: Path) -> list[dict[str, str]]:
