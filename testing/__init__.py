@@ -18,5 +18,6 @@ Modules:
 * :mod:`testing.browser`: ``streamlit run survey/app.py`` on a free port, driven by Chromium (Playwright);
 * :mod:`testing.browser_load`: many impatient or patient raters at once in one Chromium;
 * :mod:`testing.ports`: a free TCP port on 127.0.0.1;
-* :mod:`testing.benchmark`: what every ``bench/*.py`` shares (machine header, ``--smoke``, exit 77).
+* :mod:`testing.benchmark`: what every ``bench/*.py`` shares (machine header, ``--smoke``, exit 77);
+* :mod:`testing.simulated_votes`: synthetic vote tables in the votes format, with known effects.
 """

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from scripts.simulate_raters import main as simulate_raters
 from survey.db import dispose_engines, get_engine
 from survey.export import votes_frame
 from survey.importer import import_package
-from survey.simulate_raters import main as simulate_raters
 from testing.packages import make_package
 
 REPO = Path(__file__).resolve().parents[2]

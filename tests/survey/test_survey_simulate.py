@@ -1,15 +1,16 @@
-"""Simulated raters vote through the service layer with crossed-design preferences (contract D)."""
+"""The demo's simulated raters (`scripts/simulate_raters.py`) vote through the service layer with
+crossed-design preferences (contract D)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
+from scripts.simulate_raters import main, simulate
 from survey.db import get_engine
 from survey.export import votes_frame
 from survey.importer import import_package
 from survey.service import admin_summary
-from survey.simulate_raters import main, simulate
 from testing.packages import make_package
 
 
