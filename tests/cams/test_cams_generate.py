@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from scipy.stats import entropy as scipy_entropy
 
-import cams.generate as generate_module
+import cams.package_builder as builder_module
 from cams.generate import main as generate
 from cams.loading import StudyInputError, parse_method_spec
 from cams.selection import passes_filter, resolve_classes
@@ -178,7 +178,7 @@ def test_metrics_compare_and_figure_on_the_package(package, tmp_path):
     from cams.compare import main as compare
     from cams.figure import main as figure
     from cams.metrics import COLUMNS
-    from cams.metrics import main as metrics
+    from cams.metrics.__main__ import main as metrics
 
     assert metrics([str(package), "--sanity", "--steps", "4", "--no-progress"]) == 0
     tmp_path = package.with_name(package.name + "-metrics")  # the default: beside the package, not in it
@@ -315,14 +315,14 @@ def test_existing_output_is_refused_unless_overwrite(tiny_checkpoints, tmp_path,
 @pytest.mark.parametrize("failure", [RuntimeError("disk full"), KeyboardInterrupt()])
 def test_error_midway_leaves_nothing(tiny_checkpoints, tmp_path, monkeypatch, failure):
     calls = []
-    real_add = generate_module.ItemWriter.add
+    real_add = builder_module.ItemWriter.add
 
     def add_then_fail(self, *args, **kwargs):
         real_add(self, *args, **kwargs)  # some files are already written when it fails
         calls.append(1)
         raise failure
 
-    monkeypatch.setattr(generate_module.ItemWriter, "add", add_then_fail)
+    monkeypatch.setattr(builder_module.ItemWriter, "add", add_then_fail)
     with pytest.raises(type(failure)):
         generate(
             [
@@ -360,7 +360,7 @@ def test_missing_parent_folders_are_created_and_removed_again_on_error(
         def fail(*_args, **_kwargs):
             raise StudyInputError("injected failure while writing")
 
-        patch.setattr(generate_module.ItemWriter, "add", fail)
+        patch.setattr(builder_module.ItemWriter, "add", fail)
         code, err = run(common, capsys)
     assert code == 2 and "injected failure" in err and list(tmp_path.iterdir()) == []
     assert run(common, capsys)[0] == 0
