@@ -424,18 +424,21 @@ def _exact_keys(out: _Collector, field: str, value: object, required: set[str], 
     """``value`` must be an object with exactly ``required`` (+ maybe ``optional``) keys; reports each
     missing or unknown key. Returns whether the value is an object at all."""
     if not isinstance(value, dict):
-        out.add("manifest", field, f"must be an object, got {type(value).__name__}; {_CAMS_FIX}")
+        out.add("manifest", field, f"must be an object, got {type(value).__name__}")
         return False
     for key in sorted(required - set(value)):
-        out.add("manifest", f"{field}.{key}", f"missing; {_CAMS_FIX}")
+        out.add("manifest", f"{field}.{key}", "missing")
     for key in sorted(set(value) - required - optional):
-        out.add("manifest", f"{field}.{key}", f"unknown key (expected {', '.join(sorted(required | optional))}); "
-                f"{_CAMS_FIX}")
+        out.add("manifest", f"{field}.{key}", f"unknown key (expected {', '.join(sorted(required | optional))})")
     return True
 
 
 def _cams_problems(data: dict) -> list[Problem]:
-    """Every problem of the ``cams`` section (none if it is absent)."""
+    """Every problem of the ``cams`` section (none if it is absent), each with the fix."""
+    return [Problem(p.where, p.field, f"{p.reason}; {_CAMS_FIX}") for p in _cams_section_problems(data)]
+
+
+def _cams_section_problems(data: dict) -> list[Problem]:
     out = _Collector()
     section = data.get("cams")
     if section is None:

@@ -231,7 +231,7 @@ def test_metrics_compare_and_figure_on_the_package(package, tmp_path):
     pooled = (tmp_path / "pooled.md").read_text()
     assert "**vib − baseline**" in pooled and "**gc − baseline**" in pooled and "| Gini |" in pooled
     # The decision table of docs/results.md, with gc standing in for the control method.
-    from cams.decision import evaluate as decide_packages
+    from cams.decision_rule import evaluate as decide_packages
     from cams.decision import main as decision
 
     assert decision([str(package)] * 3 + ["--control", "gc", "--active", "vib=1",
@@ -245,6 +245,26 @@ def test_metrics_compare_and_figure_on_the_package(package, tmp_path):
     assert energy.pooled.mean == pytest.approx(expected) and energy.active
     assert energy.answer in ("yes", "no", "inconclusive", "yes, the other way (worse)")
     assert decision([str(package), "--control", "nope"]) == 2
+
+
+def test_metrics_refuse_a_renamed_cams_key_naming_it_and_the_fix(package, tmp_path, capsys):
+    """Before the section was typed, a renamed `targets` silently fell back to the true class."""
+    import shutil
+
+    from cams.metrics.__main__ import main as metrics
+
+    copy = tmp_path / "renamed"
+    shutil.copytree(package, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    first = next(iter(manifest["cams"]["items"]))
+    entry = manifest["cams"]["items"][first]
+    entry["target_classes"] = entry.pop("targets")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert metrics([str(copy), "--no-progress", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"cams.items.{first}.targets: missing" in err and str(copy) in err
+    assert "regenerate the package with python -m cams.generate" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_ids_random_and_predicted_target(tiny_checkpoints, tmp_path, capsys):
