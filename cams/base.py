@@ -140,8 +140,8 @@ class CamMethod(ABC):
     def maps(self, images: Tensor, classes: Tensor | list[int]) -> Tensor:
         """Raw maps for explicitly chosen classes (one per image), e.g. a wrong class for a catch trial."""
         check_images(images)
-        classes = check_classes(classes, images.shape[0], self.model.fc.out_features, images.device)
-        return self.maps_from_features(self.features(images), classes)
+        check_classes(classes, images.shape[0], self.model.fc.out_features, images.device)  # before the pass
+        return self.from_features(self.features(images), classes=classes).maps
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__})"

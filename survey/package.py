@@ -3,7 +3,9 @@
 The CAM side writes packages with :func:`write_manifest` and :func:`content_name`; the survey importer
 checks them with :func:`validate_package`. One validator for both, so a package that leaves the CAM
 step is exactly what the survey accepts. Every check reports *all* problems it finds (item, field,
-reason), never only the first, so a broken package is fixed in one round trip.
+reason), never only the first, so a broken package is fixed in one round trip. The manifest's ``cams``
+section (what the CAM side records for its metrics) is a typed :class:`CamsSection`, checked by the same
+validator, so writer and reader cannot drift apart on a key.
 
 Torch-free on purpose (stdlib + Pillow): the rater server must install and start without PyTorch.
 """
