@@ -35,11 +35,9 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 
 from bench._common import add_smoke_flag, print_header
 from cams.base import CamMethod

@@ -27,7 +27,15 @@ from cams.loading import LoadedMethod, StudyInputError, check_comparable, load_m
 from cams.package_writer import PackageFolder, check_destination
 from cams.render import encode_png, pil_to_uint8, postprocess, render_overlays
 from cams.samples import iterate_samples, sample_ids
-from cams.selection import SelectionPlan, passes_filter, plan_by_class, plan_by_ids, plan_random, read_ids, resolve_classes
+from cams.selection import (
+    SelectionPlan,
+    passes_filter,
+    plan_by_class,
+    plan_by_ids,
+    plan_random,
+    read_ids,
+    resolve_classes,
+)
 from models.data import Sample, build_datasets
 from models.data.transforms import to_model_input
 from survey.package import SCHEMA, CamsItem, CamsMethod, CamsSection, CatchTrial
@@ -80,8 +88,11 @@ class Explained:
     def rows(self, keep: list[int]) -> Explained:
         """The same for the images at positions `keep` only."""
         index = torch.tensor(keep)
-        return Explained(*({name: value[index] for name, value in part.items()}
-                           for part in (self.maps, self.classes, self.probs)))
+
+        def take(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {name: tensor[index] for name, tensor in tensors.items()}
+
+        return Explained(take(self.maps), take(self.classes), take(self.probs))
 
 
 def explain_on_cpu(loaded: list[LoadedMethod], images: torch.Tensor, labels: torch.Tensor, target: str,

@@ -137,5 +137,14 @@ def get_metric(name: str) -> Metric:
         raise ValueError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}") from None
 
 
-__all__ = ["Metric", "MapMetric", "PerturbationMetric", "METRICS", "MAP_METRICS", "PERTURBATION_METRICS",
-           "COLUMNS", "DEFAULT_STEPS", "get_metric"]
+__all__ = [
+    "COLUMNS",
+    "DEFAULT_STEPS",
+    "MAP_METRICS",
+    "METRICS",
+    "PERTURBATION_METRICS",
+    "MapMetric",
+    "Metric",
+    "PerturbationMetric",
+    "get_metric",
+]

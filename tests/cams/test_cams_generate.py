@@ -231,8 +231,8 @@ def test_metrics_compare_and_figure_on_the_package(package, tmp_path):
     pooled = (tmp_path / "pooled.md").read_text()
     assert "**vib − baseline**" in pooled and "**gc − baseline**" in pooled and "| Gini |" in pooled
     # The decision table of docs/results.md, with gc standing in for the control method.
-    from cams.decision_rule import evaluate as decide_packages
     from cams.decision import main as decision
+    from cams.decision_rule import evaluate as decide_packages
 
     assert decision([str(package)] * 3 + ["--control", "gc", "--active", "vib=1",
                                           "--out", str(tmp_path / "decision.md")]) == 0

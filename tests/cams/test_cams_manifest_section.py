@@ -7,7 +7,15 @@ import copy
 
 import pytest
 
-from survey.package import SCHEMA, CamsItem, CamsMethod, CamsSection, CatchTrial, PackageError, validate_manifest
+from survey.package import (
+    SCHEMA,
+    CamsItem,
+    CamsMethod,
+    CamsSection,
+    CatchTrial,
+    PackageError,
+    validate_manifest,
+)
 
 SECTION = CamsSection(
     target="truth",

@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from cams.decision_rule import decide
-from cams.metrics import COLUMNS, MAP_METRICS, METRICS, PERTURBATION_METRICS, MapMetric, PerturbationMetric, get_metric
+from cams.metrics import (
+    COLUMNS,
+    MAP_METRICS,
+    METRICS,
+    PERTURBATION_METRICS,
+    MapMetric,
+    PerturbationMetric,
+    get_metric,
+)
 from cams.metrics.maps import energy_in_mask, entropy, gini, pointing_game
 from cams.reports import difference_table, metric_table
 from cams.stats import Estimate, paired_difference, two_level_bootstrap
