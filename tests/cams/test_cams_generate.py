@@ -267,6 +267,26 @@ def test_metrics_refuse_a_renamed_cams_key_naming_it_and_the_fix(package, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_metrics_of_a_package_without_cams_section_use_the_true_class(package, tmp_path):
+    """A package made by hand has no `cams` section: its maps are scored against the true class, which
+    for this package (--target truth) are exactly the recorded targets, so every number is the same."""
+    import shutil
+
+    from cams.metrics.__main__ import main as metrics
+
+    bare = tmp_path / "bare"
+    shutil.copytree(package, bare)
+    manifest = json.loads((bare / "manifest.json").read_text())
+    assert manifest["cams"]["target"] == "truth"
+    del manifest["cams"]
+    (bare / "manifest.json").write_text(json.dumps(manifest))
+    for root, out in ((package, tmp_path / "with"), (bare, tmp_path / "without")):
+        assert metrics([str(root), "--steps", "3", "--no-progress", "--out", str(out)]) == 0
+    with_section = (tmp_path / "with" / "metrics.csv").read_text()
+    assert with_section == (tmp_path / "without" / "metrics.csv").read_text()
+    assert ",," not in with_section.split("\n", 1)[1]  # deletion/insertion computed too
+
+
 def test_ids_random_and_predicted_target(tiny_checkpoints, tmp_path, capsys):
     ids = tmp_path / "ids.txt"
     ids.write_text("# two samples\nsynthetic-0-val-4\n\nsynthetic-0-val-7\n")
