@@ -476,17 +476,23 @@ def _cams_section_problems(data: dict) -> list[Problem]:
                     out.add("manifest", f"cams.methods.{name}.beta", f"must be a number or null, got {beta!r}")
     if "items" in section:
         items = data.get("items") if isinstance(data.get("items"), list) else []
-        ids = {i.get("id") for i in items if isinstance(i, dict)}
-        if _exact_keys(out, "cams.items", section["items"], ids):
+        by_id = {i.get("id"): i for i in items if isinstance(i, dict)}
+        if _exact_keys(out, "cams.items", section["items"], set(by_id)):
             for item_id, entry in section["items"].items():
-                _check_cams_item(out, f"cams.items.{item_id}", entry, methods, n_classes)
+                _check_cams_item(out, f"cams.items.{item_id}", entry, methods, n_classes, by_id[item_id])
     return out.problems
 
 
-def _check_cams_item(out: _Collector, field: str, entry: object, methods: list, n_classes: int | None) -> None:
+def _check_cams_item(out: _Collector, field: str, entry: object, methods: list, n_classes: int | None,
+                     item: dict) -> None:
+    """One item's entry; ``check`` must be there exactly when the manifest item is an attention check."""
     if not _exact_keys(out, field, entry, {"sample", "label_index", "targets"}, {"check"}):
         return
     assert isinstance(entry, dict)
+    if item.get("attention_check") is True and "check" not in entry:
+        out.add("manifest", f"{field}.check", "missing: the item is an attention check")
+    if item.get("attention_check") is not True and "check" in entry:
+        out.add("manifest", f"{field}.check", "only attention checks have one")
     if "sample" in entry and not _nonempty_str(entry["sample"]):
         out.add("manifest", f"{field}.sample", "must be a non-empty string (the eval sample id)")
 
@@ -502,6 +508,9 @@ def _check_cams_item(out: _Collector, field: str, entry: object, methods: list, 
     if "check" in entry and _exact_keys(out, f"{field}.check", entry["check"], {"expected", "kind"}):
         if entry["check"].get("expected") not in methods:
             out.add("manifest", f"{field}.check.expected", f"must be one of the methods {methods}")
+        elif "expected" in item and entry["check"]["expected"] != item["expected"]:
+            out.add("manifest", f"{field}.check.expected",
+                    f"{entry['check']['expected']!r} but the item expects {item['expected']!r}")
         if "kind" in entry["check"] and entry["check"]["kind"] not in CAMS_CHECK_KINDS:
             out.add("manifest", f"{field}.check.kind", f"must be one of {', '.join(CAMS_CHECK_KINDS)}")
 

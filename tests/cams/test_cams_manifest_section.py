@@ -77,6 +77,11 @@ def test_a_package_without_the_section_has_none() -> None:
         (lambda s: s["items"].pop("i-2"), "cams.items.i-2", "missing"),
         (lambda s: s.update(target="best"), "cams.target", "truth, predicted"),
         (lambda s: s["methods"]["vib"].pop("cam"), "cams.methods.vib.cam", "missing"),
+        (lambda s: s["items"]["i-2"].pop("check"), "cams.items.i-2.check", "missing: the item is an attention check"),
+        (lambda s: s["items"]["i-1"].update(check={"expected": "vib", "kind": "flipped"}), "cams.items.i-1.check",
+         "only attention checks"),
+        (lambda s: s["items"]["i-2"]["check"].update(expected="baseline"), "cams.items.i-2.check.expected",
+         "the item expects 'vib'"),
     ],
 )
 def test_a_missing_or_renamed_key_is_refused_naming_the_key_and_the_fix(edit, field, reason) -> None:
