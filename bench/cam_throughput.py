@@ -39,13 +39,14 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-
-from testing.benchmark import add_smoke_flag, print_header
+from cams.base import CamMethod
 from cams.cam import CAM
+from cams.explain import explain
 from cams.gradcam import GradCAM
 from cams.render import encode_png, postprocess, render_overlays
 from models import build_model
 from models.precision import cpu_has_native_bf16
+from testing.benchmark import add_smoke_flag, print_header
 
 SMOKE = ["--size", "32", "--batch", "2", "--rounds", "1", "--threads", "1"]
 
@@ -122,15 +123,16 @@ def main(argv: list[str] | None = None) -> int:
             with torch.inference_mode(), autocast():
                 return model(x)
 
-        def ours_render():
+        def ours_raw(method: CamMethod) -> torch.Tensor:
+            """Raw maps through the pipeline's one path (cams.explain: one backbone pass, the method)."""
             with autocast():
-                batch = ours_cam(x, labels)
-            return render_overlays(batch.maps, pixels)
+                return explain({method.name: method}, x, labels)[method.name].maps
+
+        def ours_render():
+            return render_overlays(ours_raw(ours_cam), pixels)
 
         def ours_map():
-            with autocast():
-                batch = ours_cam(x, labels)
-            return postprocess(batch.maps, size)
+            return postprocess(ours_raw(ours_cam), size)
 
         def torchcam_map():
             hooks = ReferenceCAM(model, target_layer="features", fc_layer="fc", input_shape=(3, *size))
@@ -141,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
 
         def ours_gradcam_map():
-            with autocast():
-                batch = ours_grad(x, labels)
-            return postprocess(batch.maps, size)
+            return postprocess(ours_raw(ours_grad), size)
 
         def ours_png():
             _, overlays = ours_render()

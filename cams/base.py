@@ -109,6 +109,24 @@ class CamMethod(ABC):
         with torch.no_grad():
             return self.model.fc(features.mean((2, 3)))
 
+    def from_features(
+        self,
+        features: Tensor,
+        labels: Tensor | list[int] | None = None,
+        *,
+        target: str = "truth",
+        classes: Tensor | list[int] | None = None,
+    ) -> CamBatch:
+        """Everything after the backbone, on feature maps it already computed: the eval logits, the class
+        each map explains (`classes` if given, else picked by `target`) and the raw maps. Split from the
+        backbone so that methods sharing a model share its one pass (`cams.explain.explain`)."""
+        logits = self.logits(features)
+        if classes is not None:
+            chosen = check_classes(classes, features.shape[0], self.model.fc.out_features, features.device)
+        else:
+            chosen = select_targets(logits, labels, target)
+        return CamBatch(self.maps_from_features(features, chosen), logits, chosen)
+
     def __call__(
         self, images: Tensor, labels: Tensor | list[int] | None = None, *, target: str = "truth"
     ) -> CamBatch:
@@ -117,16 +135,13 @@ class CamMethod(ABC):
             raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
         if target == "truth" and labels is not None:  # fail before the expensive forward pass
             check_classes(labels, images.shape[0], self.model.fc.out_features, images.device)
-        feats = self.features(images)
-        logits = self.logits(feats)
-        classes = select_targets(logits, labels, target)
-        return CamBatch(self.maps_from_features(feats, classes), logits, classes)
+        return self.from_features(self.features(images), labels, target=target)
 
     def maps(self, images: Tensor, classes: Tensor | list[int]) -> Tensor:
         """Raw maps for explicitly chosen classes (one per image), e.g. a wrong class for a catch trial."""
         check_images(images)
-        classes = check_classes(classes, images.shape[0], self.model.fc.out_features, images.device)
-        return self.maps_from_features(self.features(images), classes)
+        check_classes(classes, images.shape[0], self.model.fc.out_features, images.device)  # before the pass
+        return self.from_features(self.features(images), classes=classes).maps
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__})"

@@ -2,7 +2,7 @@
 
 A method is `[NAME=]RUN_OR_CKPT[:cam|:gradcam]`: a name for the manifest, a run folder or .pt file,
 and the CAM method (default `cam`). Two methods may share a checkpoint (CAM and Grad-CAM of the
-same VIB model); the model is then loaded, and run, once.
+same VIB model); the model is then loaded once (and run once per batch: `cams.explain`).
 """
 
 from __future__ import annotations
@@ -128,10 +128,3 @@ def _class_mismatch(a: str, a_names: list[str], b: str, b_names: list[str]) -> s
     index = next(i for i, (x, y) in enumerate(zip(a_names, b_names)) if x != y)
     return f"{a} and {b} have different class lists (class {index}: {a_names[index]!r} vs {b_names[index]!r})"
 
-
-def distinct_models(loaded: list[LoadedMethod]) -> list[tuple[nn.Module, list[LoadedMethod]]]:
-    """Methods grouped by model, in order of first appearance: each group shares one forward pass."""
-    groups: dict[int, tuple[nn.Module, list[LoadedMethod]]] = {}
-    for item in loaded:
-        groups.setdefault(id(item.model), (item.model, []))[1].append(item)
-    return list(groups.values())

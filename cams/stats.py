@@ -1,11 +1,14 @@
 """Percentile bootstrap confidence intervals for per-item metric means and paired differences.
 
 Items are the unit of resampling: each item's metric is one observation (maps of the same item
-are paired across methods, so differences are taken per item before resampling).
+are paired across methods, so differences are taken per item before resampling). Pooled over
+several packages (training seeds), `two_level_bootstrap` resamples packages, then items within each,
+because seeds, not only items, vary.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,3 +63,23 @@ def paired_difference(
     if a.shape != b.shape:
         raise ValueError(f"paired values need equal lengths, got {a.shape} and {b.shape}")
     return bootstrap_mean(a - b, resamples, level, seed)
+
+
+def two_level_bootstrap(
+    groups: list[np.ndarray], resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> Estimate:
+    """Mean over all finite values, CI from resampling groups, then values within each group."""
+    groups = [g[np.isfinite(g)] for g in groups]
+    groups = [g for g in groups if g.size]
+    if not groups:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    pooled = np.concatenate(groups)
+    if len(groups) < 2:
+        return bootstrap_mean(pooled, resamples, seed=seed)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for r in range(resamples):
+        picked = [groups[k] for k in rng.integers(0, len(groups), len(groups))]
+        means[r] = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in picked]).mean()
+    low, high = np.quantile(means, [0.025, 0.975])
+    return Estimate(float(pooled.mean()), float(low), float(high), int(pooled.size))

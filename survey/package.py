@@ -3,7 +3,9 @@
 The CAM side writes packages with :func:`write_manifest` and :func:`content_name`; the survey importer
 checks them with :func:`validate_package`. One validator for both, so a package that leaves the CAM
 step is exactly what the survey accepts. Every check reports *all* problems it finds (item, field,
-reason), never only the first, so a broken package is fixed in one round trip.
+reason), never only the first, so a broken package is fixed in one round trip. The manifest's ``cams``
+section (what the CAM side records for its metrics) is a typed :class:`CamsSection`, checked by the same
+validator, so writer and reader cannot drift apart on a key.
 
 Torch-free on purpose (stdlib + Pillow): the rater server must install and start without PyTorch.
 """
@@ -12,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from fileio import write_text_atomic
 
 SCHEMA = "vibcam.study/1"
 MANIFEST_NAME = "manifest.json"
@@ -303,6 +305,7 @@ def validate_manifest(data: dict) -> list[Problem]:
         out.add("manifest", "", f"must be a JSON object, got {type(data).__name__}")
         return out.problems
     methods = _check_top_level(out, data)
+    out.problems += _cams_problems(data)
     items = data.get("items")
     if not isinstance(items, list) or not items:
         out.add("manifest", "items", "must be a non-empty list")
@@ -320,6 +323,196 @@ def validate_manifest(data: dict) -> list[Problem]:
         if isinstance(repeats, int) and not isinstance(repeats, bool) and repeats > n_regular:
             out.add("manifest", "repeats", f"{repeats} repeats but only {n_regular} regular items")
     return out.problems
+
+
+# ---------------------------------------------------------------------------------- cams section
+# The manifest's top-level ``cams`` object: what ``cams.generate`` knows about each item and ``cams.metrics``
+# needs to score it (the class each stored map explains, the class list). The survey ignores it. It is typed
+# and validated here, beside the rest of the format, so that a renamed or missing key is an error naming the
+# key, never a silent default (a defaulted ``targets`` would score the maps against the wrong class).
+CAMS_TARGETS = ("truth", "predicted")
+CAMS_FILTERS = ("any", "both-correct", "disagree")
+CAMS_CHECK_KINDS = ("wrong-class", "flipped")
+_CAMS_FIX = "regenerate the package with python -m cams.generate"
+
+
+@dataclass(frozen=True)
+class CamsMethod:
+    """How one method's maps were made: CAM method name and what its checkpoint says about itself."""
+
+    cam: str
+    arch: str
+    head: str
+    beta: float | None
+
+
+@dataclass(frozen=True)
+class CatchTrial:
+    """An attention check: the method whose map is real, and how the others were made wrong."""
+
+    expected: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class CamsItem:
+    """One item's provenance: the eval sample, its true class index, and per method the class index
+    its stored map explains (equal to ``label_index`` with ``--target truth``)."""
+
+    sample: str
+    label_index: int
+    targets: dict[str, int]
+    check: CatchTrial | None = None
+
+
+@dataclass(frozen=True)
+class CamsSection:
+    """The manifest's ``cams`` object, parsed and checked once (docs/study-package.md)."""
+
+    target: str
+    only: str
+    seed: int
+    image_size: int
+    data: dict
+    class_names: tuple[str, ...]
+    class_labels: tuple[str, ...]
+    methods: dict[str, CamsMethod]
+    items: dict[str, CamsItem]
+
+    def to_json(self) -> dict:
+        """The JSON object stored under ``manifest["cams"]`` (key order as documented)."""
+        items = {}
+        for item_id, item in self.items.items():
+            entry: dict = {"sample": item.sample, "label_index": item.label_index, "targets": dict(item.targets)}
+            if item.check is not None:
+                entry["check"] = {"expected": item.check.expected, "kind": item.check.kind}
+            items[item_id] = entry
+        return {
+            "target": self.target, "only": self.only, "seed": self.seed, "image_size": self.image_size,
+            "data": dict(self.data), "class_names": list(self.class_names), "class_labels": list(self.class_labels),
+            "methods": {name: {"cam": m.cam, "arch": m.arch, "head": m.head, "beta": m.beta}
+                        for name, m in self.methods.items()},
+            "items": items,
+        }
+
+    @classmethod
+    def from_manifest(cls, manifest: dict, root: Path | str | None = None) -> CamsSection | None:
+        """The parsed ``cams`` section of a manifest, or None when it has none (a package not made by
+        ``cams.generate``). Raises PackageError, naming each bad key and the fix, if it is malformed."""
+        problems = _cams_problems(manifest)
+        if problems:
+            raise PackageError(problems, root)
+        data = manifest.get("cams")
+        if data is None:
+            return None
+        return cls(
+            target=data["target"], only=data["only"], seed=data["seed"], image_size=data["image_size"],
+            data=dict(data["data"]), class_names=tuple(data["class_names"]),
+            class_labels=tuple(data["class_labels"]),
+            methods={name: CamsMethod(m["cam"], m["arch"], m["head"], m["beta"]) for name, m in data["methods"].items()},
+            items={
+                item_id: CamsItem(e["sample"], e["label_index"], dict(e["targets"]),
+                                  CatchTrial(e["check"]["expected"], e["check"]["kind"]) if "check" in e else None)
+                for item_id, e in data["items"].items()
+            },
+        )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _exact_keys(out: _Collector, field: str, value: object, required: set[str], optional: set[str] = frozenset()) -> bool:
+    """``value`` must be an object with exactly ``required`` (+ maybe ``optional``) keys; reports each
+    missing or unknown key. Returns whether the value is an object at all."""
+    if not isinstance(value, dict):
+        out.add("manifest", field, f"must be an object, got {type(value).__name__}")
+        return False
+    for key in sorted(required - set(value)):
+        out.add("manifest", f"{field}.{key}", "missing")
+    for key in sorted(set(value) - required - optional):
+        out.add("manifest", f"{field}.{key}", f"unknown key (expected {', '.join(sorted(required | optional))})")
+    return True
+
+
+def _cams_problems(data: dict) -> list[Problem]:
+    """Every problem of the ``cams`` section (none if it is absent), each with the fix."""
+    return [Problem(p.where, p.field, f"{p.reason}; {_CAMS_FIX}") for p in _cams_section_problems(data)]
+
+
+def _cams_section_problems(data: dict) -> list[Problem]:
+    out = _Collector()
+    section = data.get("cams")
+    if section is None:
+        return out.problems
+    keys = {"target", "only", "seed", "image_size", "data", "class_names", "class_labels", "methods", "items"}
+    if not _exact_keys(out, "cams", section, keys):
+        return out.problems
+    if section.get("target") not in CAMS_TARGETS:
+        out.add("manifest", "cams.target", f"must be one of {', '.join(CAMS_TARGETS)}, got {section.get('target')!r}")
+    if "only" in section and section["only"] not in CAMS_FILTERS:
+        out.add("manifest", "cams.only", f"must be one of {', '.join(CAMS_FILTERS)}, got {section['only']!r}")
+    for key in ("seed", "image_size"):
+        if key in section and not _is_int(section[key]):
+            out.add("manifest", f"cams.{key}", f"must be an integer, got {section[key]!r}")
+    if "data" in section and not isinstance(section["data"], dict):
+        out.add("manifest", "cams.data", "must be an object (the resolved data options)")
+    names, labels = section.get("class_names"), section.get("class_labels")
+    for key, value in (("class_names", names), ("class_labels", labels)):
+        if key in section and not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            out.add("manifest", f"cams.{key}", "must be a non-empty list of strings")
+    if isinstance(names, list) and isinstance(labels, list) and len(names) != len(labels):
+        out.add("manifest", "cams.class_labels", f"{len(labels)} labels for {len(names)} class names")
+    n_classes = len(names) if isinstance(names, list) else None
+    methods = data.get("methods") if isinstance(data.get("methods"), list) else []
+    if "methods" in section and _exact_keys(out, "cams.methods", section["methods"], set(methods)):
+        for name, info in section["methods"].items():
+            if _exact_keys(out, f"cams.methods.{name}", info, {"cam", "arch", "head", "beta"}):
+                for key in ("cam", "arch", "head"):
+                    if key in info and not _nonempty_str(info[key]):
+                        out.add("manifest", f"cams.methods.{name}.{key}", "must be a non-empty string")
+                beta = info.get("beta")
+                if beta is not None and (isinstance(beta, bool) or not isinstance(beta, (int, float))):
+                    out.add("manifest", f"cams.methods.{name}.beta", f"must be a number or null, got {beta!r}")
+    if "items" in section:
+        items = data.get("items") if isinstance(data.get("items"), list) else []
+        by_id = {i.get("id"): i for i in items if isinstance(i, dict)}
+        if _exact_keys(out, "cams.items", section["items"], set(by_id)):
+            for item_id, entry in section["items"].items():
+                _check_cams_item(out, f"cams.items.{item_id}", entry, methods, n_classes, by_id[item_id])
+    return out.problems
+
+
+def _check_cams_item(out: _Collector, field: str, entry: object, methods: list, n_classes: int | None,
+                     item: dict) -> None:
+    """One item's entry; ``check`` must be there exactly when the manifest item is an attention check."""
+    if not _exact_keys(out, field, entry, {"sample", "label_index", "targets"}, {"check"}):
+        return
+    assert isinstance(entry, dict)
+    if item.get("attention_check") is True and "check" not in entry:
+        out.add("manifest", f"{field}.check", "missing: the item is an attention check")
+    if item.get("attention_check") is not True and "check" in entry:
+        out.add("manifest", f"{field}.check", "only attention checks have one")
+    if "sample" in entry and not _nonempty_str(entry["sample"]):
+        out.add("manifest", f"{field}.sample", "must be a non-empty string (the eval sample id)")
+
+    def check_class(key: str, value: object) -> None:
+        if not _is_int(value) or value < 0 or (n_classes is not None and value >= n_classes):
+            out.add("manifest", key, f"must be a class index in [0, {(n_classes or 1) - 1}], got {value!r}")
+
+    if "label_index" in entry:
+        check_class(f"{field}.label_index", entry["label_index"])
+    if "targets" in entry and _exact_keys(out, f"{field}.targets", entry["targets"], set(methods)):
+        for method, value in entry["targets"].items():
+            check_class(f"{field}.targets.{method}", value)
+    if "check" in entry and _exact_keys(out, f"{field}.check", entry["check"], {"expected", "kind"}):
+        if entry["check"].get("expected") not in methods:
+            out.add("manifest", f"{field}.check.expected", f"must be one of the methods {methods}")
+        elif "expected" in item and entry["check"]["expected"] != item["expected"]:
+            out.add("manifest", f"{field}.check.expected",
+                    f"{entry['check']['expected']!r} but the item expects {item['expected']!r}")
+        if "kind" in entry["check"] and entry["check"]["kind"] not in CAMS_CHECK_KINDS:
+            out.add("manifest", f"{field}.check.kind", f"must be one of {', '.join(CAMS_CHECK_KINDS)}")
 
 
 # ----------------------------------------------------------------------------------------- files
@@ -460,23 +653,11 @@ def load_package(root: Path) -> dict:
 
 
 def write_manifest(root: Path, manifest: dict) -> None:
-    """Validates the structure, then writes ``root/manifest.json`` atomically (temp file + rename)."""
+    """Validates the structure, then writes ``root/manifest.json`` atomically (``fileio``)."""
     problems = validate_manifest(manifest)
     if problems:
         raise PackageError(problems, root)
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=root)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, root / MANIFEST_NAME)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(Path(root) / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
 
 def package_files(root: Path, manifest: dict) -> list[str]:
@@ -499,5 +680,6 @@ def package_fingerprint(root: Path, manifest: dict) -> str:
 __all__ = [
     "SCHEMA", "MANIFEST_NAME", "Problem", "PackageError", "UnsafePathError", "validate_manifest",
     "validate_package", "load_package", "resolve_inside", "content_name", "write_manifest",
-    "package_files", "package_fingerprint",
+    "package_files", "package_fingerprint", "CamsSection", "CamsMethod", "CamsItem", "CatchTrial",
+    "CAMS_TARGETS", "CAMS_FILTERS",
 ]

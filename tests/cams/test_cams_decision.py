@@ -1,9 +1,9 @@
-"""The yes / no / inconclusive rule of docs/results.md (cams.decision.decide) and its table."""
+"""The yes / no / inconclusive rule of docs/results.md (cams.decision_rule.decide) and its table."""
 from __future__ import annotations
 
 import math
 
-from cams.decision import decide
+from cams.decision_rule import decide
 from cams.stats import Estimate
 
 

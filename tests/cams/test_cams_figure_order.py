@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cams.figure import draw_figure, figure_columns
+from cams.paper_figure import draw_figure, figure_columns
 
 COLOURS = {"input": (128, 128, 128), "baseline": (255, 0, 0), "vib": (0, 200, 0), "gradcam": (0, 0, 255)}
 

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from scipy.stats import entropy as scipy_entropy
 
-import cams.generate as generate_module
+import cams.package_builder as builder_module
 from cams.generate import main as generate
 from cams.loading import StudyInputError, parse_method_spec
 from cams.selection import passes_filter, resolve_classes
@@ -178,7 +178,7 @@ def test_metrics_compare_and_figure_on_the_package(package, tmp_path):
     from cams.compare import main as compare
     from cams.figure import main as figure
     from cams.metrics import COLUMNS
-    from cams.metrics import main as metrics
+    from cams.metrics.__main__ import main as metrics
 
     assert metrics([str(package), "--sanity", "--steps", "4", "--no-progress"]) == 0
     tmp_path = package.with_name(package.name + "-metrics")  # the default: beside the package, not in it
@@ -231,8 +231,8 @@ def test_metrics_compare_and_figure_on_the_package(package, tmp_path):
     pooled = (tmp_path / "pooled.md").read_text()
     assert "**vib − baseline**" in pooled and "**gc − baseline**" in pooled and "| Gini |" in pooled
     # The decision table of docs/results.md, with gc standing in for the control method.
-    from cams.decision import evaluate as decide_packages
     from cams.decision import main as decision
+    from cams.decision_rule import evaluate as decide_packages
 
     assert decision([str(package)] * 3 + ["--control", "gc", "--active", "vib=1",
                                           "--out", str(tmp_path / "decision.md")]) == 0
@@ -245,6 +245,46 @@ def test_metrics_compare_and_figure_on_the_package(package, tmp_path):
     assert energy.pooled.mean == pytest.approx(expected) and energy.active
     assert energy.answer in ("yes", "no", "inconclusive", "yes, the other way (worse)")
     assert decision([str(package), "--control", "nope"]) == 2
+
+
+def test_metrics_refuse_a_renamed_cams_key_naming_it_and_the_fix(package, tmp_path, capsys):
+    """Before the section was typed, a renamed `targets` silently fell back to the true class."""
+    import shutil
+
+    from cams.metrics.__main__ import main as metrics
+
+    copy = tmp_path / "renamed"
+    shutil.copytree(package, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    first = next(iter(manifest["cams"]["items"]))
+    entry = manifest["cams"]["items"][first]
+    entry["target_classes"] = entry.pop("targets")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert metrics([str(copy), "--no-progress", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"cams.items.{first}.targets: missing" in err and str(copy) in err
+    assert "regenerate the package with python -m cams.generate" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_metrics_of_a_package_without_cams_section_use_the_true_class(package, tmp_path):
+    """A package made by hand has no `cams` section: its maps are scored against the true class, which
+    for this package (--target truth) are exactly the recorded targets, so every number is the same."""
+    import shutil
+
+    from cams.metrics.__main__ import main as metrics
+
+    bare = tmp_path / "bare"
+    shutil.copytree(package, bare)
+    manifest = json.loads((bare / "manifest.json").read_text())
+    assert manifest["cams"]["target"] == "truth"
+    del manifest["cams"]
+    (bare / "manifest.json").write_text(json.dumps(manifest))
+    for root, out in ((package, tmp_path / "with"), (bare, tmp_path / "without")):
+        assert metrics([str(root), "--steps", "3", "--no-progress", "--out", str(out)]) == 0
+    with_section = (tmp_path / "with" / "metrics.csv").read_text()
+    assert with_section == (tmp_path / "without" / "metrics.csv").read_text()
+    assert ",," not in with_section.split("\n", 1)[1]  # deletion/insertion computed too
 
 
 def test_ids_random_and_predicted_target(tiny_checkpoints, tmp_path, capsys):
@@ -315,14 +355,14 @@ def test_existing_output_is_refused_unless_overwrite(tiny_checkpoints, tmp_path,
 @pytest.mark.parametrize("failure", [RuntimeError("disk full"), KeyboardInterrupt()])
 def test_error_midway_leaves_nothing(tiny_checkpoints, tmp_path, monkeypatch, failure):
     calls = []
-    real_add = generate_module.ItemWriter.add
+    real_add = builder_module.ItemWriter.add
 
     def add_then_fail(self, *args, **kwargs):
         real_add(self, *args, **kwargs)  # some files are already written when it fails
         calls.append(1)
         raise failure
 
-    monkeypatch.setattr(generate_module.ItemWriter, "add", add_then_fail)
+    monkeypatch.setattr(builder_module.ItemWriter, "add", add_then_fail)
     with pytest.raises(type(failure)):
         generate(
             [
@@ -360,7 +400,7 @@ def test_missing_parent_folders_are_created_and_removed_again_on_error(
         def fail(*_args, **_kwargs):
             raise StudyInputError("injected failure while writing")
 
-        patch.setattr(generate_module.ItemWriter, "add", fail)
+        patch.setattr(builder_module.ItemWriter, "add", fail)
         code, err = run(common, capsys)
     assert code == 2 and "injected failure" in err and list(tmp_path.iterdir()) == []
     assert run(common, capsys)[0] == 0

@@ -8,16 +8,9 @@ import torch
 from scipy.stats import spearmanr
 
 from cams.cam import class_activation_map
-from cams.measures import (
-    blurred,
-    deletion_insertion_auc,
-    energy_in_mask,
-    entropy,
-    gini,
-    perturbation_batch,
-    pointing_game,
-    saliency_order,
-)
+from cams.metrics import METRICS
+from cams.metrics.maps import energy_in_mask, entropy, gini, pointing_game
+from cams.metrics.perturbation import blurred, perturbation_batch, saliency_order
 from cams.sanity import cascading_randomizations, randomization_stages, spearman
 from cams.stats import bootstrap_mean, paired_difference
 from models import build_model
@@ -109,8 +102,9 @@ def test_deletion_and_insertion_reward_the_right_map():
 
     good = region.float()
     bad = 1.0 - good
-    del_good, ins_good = deletion_insertion_auc(score, image, good, steps=32)
-    del_bad, ins_bad = deletion_insertion_auc(score, image, bad, steps=32)
+    deletion, insertion = METRICS["deletion_auc"], METRICS["insertion_auc"]
+    del_good, ins_good = deletion(score, image, good, steps=32), insertion(score, image, good, steps=32)
+    del_bad, ins_bad = deletion(score, image, bad, steps=32), insertion(score, image, bad, steps=32)
     assert del_good < 0.1 and del_bad > 0.8
     assert ins_good > ins_bad
 
@@ -163,7 +157,7 @@ def test_spearman_matches_scipy_and_handles_constants():
 
 
 def test_two_level_bootstrap_accounts_for_seed_spread():
-    from cams.compare import two_level_bootstrap
+    from cams.stats import two_level_bootstrap
 
     rng = np.random.default_rng(0)
     same = [rng.normal(0.0, 1.0, 50) for _ in range(3)]
