@@ -68,8 +68,9 @@ class StudyView:
     invite_only: bool
     n_trials_per_rater: int
     package_root: Path
-    example: ExampleView | None
+    example: ExampleView | None  # pairwise only; distinction: survey.distinction_service.get_example
     completion_redirect: str | None
+    task: str = "pairwise"  # "distinction": the page shows survey.distinction_service screens
 
 
 @dataclass(frozen=True)
@@ -221,13 +222,14 @@ def _progress(session: Session, rater: Rater) -> list[tuple[Assignment, bool]]:
 
 
 def n_trials_per_rater(session: Session, study: Study) -> int:
+    """Items plus repeats: the length of every rater's sequence, whatever the task."""
     n_items = session.scalar(select(func.count()).select_from(Item).where(Item.study_id == study.id))
     return n_items + study.repeats
 
 
 def _example(study: Study) -> ExampleView | None:
     example = json.loads(study.manifest_json).get("example")
-    if not example:
+    if not example or study.task != "pairwise":
         return None
     methods = list(example["maps"])
     random.Random(f"vibcam-example:{study.seed}").shuffle(methods)  # fixed per study, says nothing
@@ -257,7 +259,7 @@ def get_study(engine: Engine, study: str) -> StudyView | None:
             name=row.name, question=row.question, instructions=row.instructions, consent=row.consent,
             allow_no_preference=row.allow_no_preference, is_open=row.is_open, invite_only=row.invite_only,
             n_trials_per_rater=n_trials_per_rater(session, row), package_root=Path(row.package_root),
-            example=_example(row), completion_redirect=row.completion_redirect,
+            example=_example(row), completion_redirect=row.completion_redirect, task=row.task,
         )
 
 
@@ -279,6 +281,10 @@ def set_study_open(engine: Engine, study: str, is_open: bool) -> None:
 
 # --------------------------------------------------------------------------------------- raters
 def _rater_view(session: Session, study: Study, rater: Rater) -> RaterView:
+    if study.task == "distinction":
+        from survey.distinction_service import rater_view  # the distinction module builds on this one
+
+        return rater_view(session, study, rater)
     progress = _progress(session, rater)
     answered = sum(voted for _, voted in progress)
     return RaterView(study.name, rater.external_id, answered, len(progress), answered == len(progress))
@@ -309,6 +315,10 @@ def start_rater(engine: Engine, study: str, rater: str) -> RaterView:
                         created_at=utcnow())
             session.add(new)
             session.flush()
+            if row.task == "distinction":  # one method per rater, fixed here with the sequence number
+                from survey.distinction_service import create_trials
+
+                return RaterView(row.name, rater, 0, create_trials(session, row, new), False)
             plan = plan_sequence(_item_specs(session, row), rater_seed=new.seed, rater_index=seq,
                                  study_seed=row.seed, repeats=row.repeats)
             session.add_all(
