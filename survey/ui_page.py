@@ -46,6 +46,23 @@ PAGE_CSS = """<style>
     grid-column: 1 / 3; justify-self: center; width: 46% !important;
   }
 }
+/* Distinction task: the candidate maps always in a 2-column grid, each with its label and a row of
+   five confidence buttons that stays a row on phones; maps sized so the whole grid fits the screen. */
+.st-key-dgrid { display: grid !important; grid-template-columns: 1fr 1fr; column-gap: 1rem; row-gap: 0.5rem; }
+.st-key-dgrid [data-testid="stImage"] img { max-height: calc((100vh - 19rem) / 2); object-fit: contain; }
+.st-key-dgrid [data-testid="stHorizontalBlock"] {
+  display: grid !important; grid-template-columns: repeat(5, 1fr); column-gap: 0.25rem;
+}
+.st-key-dgrid [data-testid="stColumn"] { width: auto !important; min-width: 0 !important; }
+.st-key-dgrid button { padding-left: 0; padding-right: 0; min-width: 0; width: 100%; }
+.st-key-dphoto [data-testid="stImage"] img { max-height: calc(100vh - 14rem); object-fit: contain; }
+@media (max-width: 640px) {
+  .st-key-dgrid { column-gap: 0.5rem; row-gap: 0.25rem; }
+  .st-key-dgrid [data-testid="stImage"] img { max-height: 19vh; }
+  .st-key-dgrid button { min-height: 2.1rem; }
+  .st-key-dphoto [data-testid="stImage"] img { max-height: 14vh; }
+  .st-key-dlayout > [data-testid="stHorizontalBlock"] { gap: 0.25rem; }
+}
 </style>"""
 
 
@@ -90,3 +107,13 @@ def votes_csv(eng: Engine, study: str) -> bytes:
     from survey.export import votes_frame
 
     return votes_frame(eng, study).to_csv(index=False).encode("utf-8")
+
+
+def answers_csv(eng: Engine, study: str) -> bytes:
+    """A distinction study's answers CSV (``survey.distinction_export.answers_frame``) for the admin page."""
+    import csv
+
+    from survey.distinction_export import answers_frame
+
+    return answers_frame(eng, study).to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC,
+                                            lineterminator="\n").encode("utf-8")
