@@ -163,8 +163,7 @@ def _show_screen(view: service.StudyView, rater: str, screen: distinction_servic
 
     def buttons(slot: int) -> None:
         for column, level in zip(st.columns(5, gap=None), range(1, 6)):
-            column.button(str(level), key=f"d{slot}-{level}-{screen.token}", width="stretch",
-                          help=distinction_service.CONFIDENCE_ENDS.get(level), on_click=_click,
+            column.button(str(level), key=f"d{slot}-{level}-{screen.token}", width="stretch", on_click=_click,
                           args=(answer, distinction_service.record_answer, view.name, rater, screen.token,
                                 slot, level))
 
