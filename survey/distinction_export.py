@@ -22,7 +22,14 @@ from sqlalchemy.orm import aliased
 from fileio import open_atomic
 from survey.db import get_engine, read_session
 from survey.schema import (
-    DistinctionAnswer, DistinctionCandidate, DistinctionItem, DistinctionTrial, Item, Method, Rater, Study,
+    DistinctionAnswer,
+    DistinctionCandidate,
+    DistinctionItem,
+    DistinctionTrial,
+    Item,
+    Method,
+    Rater,
+    Study,
 )
 
 COMMON_COLUMNS = ("study", "rater", "item", "label", "attention_check", "response_ms", "created_at", "position",
@@ -39,7 +46,7 @@ class NotADistinctionStudy(ValueError):
     """The study is unknown or not a distinction study (its votes come from ``survey.export``)."""
 
 
-def _iso(moment) -> str:  # noqa: ANN001
+def _iso(moment) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

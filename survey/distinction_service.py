@@ -2,9 +2,9 @@
 returning frozen dataclasses, like :mod:`survey.service`, whose rules they share.
 
 * A rater is created by :func:`survey.service.start_rater` for every task: in the same transaction as
-  their sequence number it calls :func:`create_trials`, which fixes the rater's one method (permuted
-  blocks, :func:`survey.assignment.method_for_rater`) and their whole sequence with each trial's
-  candidate order, so a reload or another device resumes exactly.
+  their sequence number it calls :func:`survey.distinction_trials.create_trials`, which fixes the
+  rater's one method (permuted blocks, :func:`survey.assignment.method_for_rater`) and their whole
+  sequence with each trial's candidate order, so a reload or another device resumes exactly.
 * :func:`next_trial` hands out an opaque token and the candidates **in screen order**, each with its
   class label and map file only: no method, no rank, no answer index (the page cannot leak what it
   never gets).
@@ -17,23 +17,37 @@ returning frozen dataclasses, like :mod:`survey.service`, whose rules they share
 from __future__ import annotations
 
 import random
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
-from sqlalchemy.orm import Session
 
-from survey.assignment import DistinctionItemSpec, plan_distinction
 from survey.db import read_connection, read_session, write_connection
 from survey.package import UnsafePathError, resolve_inside
 from survey.schema import (
-    CONFIDENCE_LEVELS, DistinctionAnswer, DistinctionCandidate, DistinctionItem, DistinctionRater,
-    DistinctionTrial, Item, Method, Rater, Study, UTCDateTime, utcnow,
+    CONFIDENCE_LEVELS,
+    DistinctionAnswer,
+    DistinctionCandidate,
+    DistinctionItem,
+    DistinctionRater,
+    DistinctionTrial,
+    Item,
+    Method,
+    Rater,
+    Study,
+    UTCDateTime,
+    utcnow,
 )
 from survey.service import (
-    _LOCK_RATER, FILES_MISSING, STALE, RaterView, SurveyError, VoteResult, _retrying, _session_row, _study,
+    _LOCK_RATER,
+    FILES_MISSING,
+    STALE,
+    SurveyError,
+    VoteResult,
+    _retrying,
+    _session_row,
+    _study,
     check_rater_id,
 )
 
@@ -104,54 +118,6 @@ class RevealedScreen:
     labels: tuple[str, ...]
     is_attention_check: bool
     is_repeat: bool
-
-
-# ------------------------------------------------------------------------------- creating raters
-def _item_specs(session: Session, study: Study) -> list[DistinctionItemSpec]:
-    counts: dict[tuple[int, int], int] = {}
-    answers: dict[int, dict[int, int]] = {}
-    for item_id, method_id, ordinal, rank in session.execute(
-            select(DistinctionCandidate.item_id, DistinctionCandidate.method_id, DistinctionCandidate.ordinal,
-                   DistinctionCandidate.rank)
-            .join(Item, Item.id == DistinctionCandidate.item_id).where(Item.study_id == study.id)):
-        counts[(item_id, method_id)] = counts.get((item_id, method_id), 0) + 1
-        if rank == 1:
-            answers.setdefault(item_id, {})[method_id] = ordinal
-    specs = []
-    for item_id, check in session.execute(
-            select(Item.id, DistinctionItem.is_attention_check).join(DistinctionItem)
-            .where(Item.study_id == study.id).order_by(Item.ordinal)):
-        n = {counts[key] for key in counts if key[0] == item_id}
-        if len(n) != 1:
-            raise SurveyError(FILES_MISSING)  # the importer guarantees one count; a damaged database
-        specs.append(DistinctionItemSpec(item_id, n.pop(), answers.get(item_id, {}), bool(check)))
-    return specs
-
-
-def create_trials(session: Session, study: Study, rater: Rater) -> int:
-    """Fixes a new rater's method and whole sequence (inside :func:`survey.service.start_rater`'s
-    transaction, after their sequence number); returns the number of trials."""
-    methods = list(session.scalars(select(Method.id).where(Method.study_id == study.id).order_by(Method.ordinal)))
-    plan = plan_distinction(_item_specs(session, study), methods, rater_seed=rater.seed, rater_index=rater.seq,
-                            study_seed=study.seed, repeats=study.repeats)
-    session.add(DistinctionRater(rater_id=rater.id, method_id=plan.method))
-    session.flush()
-    session.add_all(
-        DistinctionTrial(rater_id=rater.id, item_id=t.item, method_id=plan.method, position=t.position,
-                         is_repeat=t.is_repeat, candidate_order=",".join(map(str, t.order)),
-                         token=secrets.token_urlsafe(16))
-        for t in plan.trials)
-    session.flush()
-    return len(plan.trials)
-
-
-def rater_view(session: Session, study: Study, rater: Rater) -> RaterView:
-    """Progress of a distinction rater (``survey.service.rater_progress`` dispatches here)."""
-    total = session.scalar(select(func.count()).select_from(DistinctionTrial)
-                           .where(DistinctionTrial.rater_id == rater.id))
-    answered = session.scalar(select(func.count()).select_from(DistinctionAnswer)
-                              .where(DistinctionAnswer.rater_id == rater.id))
-    return RaterView(study.name, rater.external_id, answered, total, answered == total)
 
 
 # ---------------------------------------------------------------------------------- the vote path

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, insert, select, upda
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from survey import distinction_trials
 from survey.assignment import ItemSpec, plan_sequence
 from survey.db import read_connection, read_session, write_connection, write_session
 from survey.package import UnsafePathError, resolve_inside
@@ -282,9 +283,8 @@ def set_study_open(engine: Engine, study: str, is_open: bool) -> None:
 # --------------------------------------------------------------------------------------- raters
 def _rater_view(session: Session, study: Study, rater: Rater) -> RaterView:
     if study.task == "distinction":
-        from survey.distinction_service import rater_view  # the distinction module builds on this one
-
-        return rater_view(session, study, rater)
+        answered, total = distinction_trials.progress_counts(session, rater)
+        return RaterView(study.name, rater.external_id, answered, total, answered == total)
     progress = _progress(session, rater)
     answered = sum(voted for _, voted in progress)
     return RaterView(study.name, rater.external_id, answered, len(progress), answered == len(progress))
@@ -316,9 +316,7 @@ def start_rater(engine: Engine, study: str, rater: str) -> RaterView:
             session.add(new)
             session.flush()
             if row.task == "distinction":  # one method per rater, fixed here with the sequence number
-                from survey.distinction_service import create_trials
-
-                return RaterView(row.name, rater, 0, create_trials(session, row, new), False)
+                return RaterView(row.name, rater, 0, distinction_trials.create_trials(session, row, new), False)
             plan = plan_sequence(_item_specs(session, row), rater_seed=new.seed, rater_index=seq,
                                  study_seed=row.seed, repeats=row.repeats)
             session.add_all(

@@ -9,7 +9,7 @@ import time
 from survey.testing_load import PRELOAD, RaterRun
 
 
-def _rater_process(url: str, study: str, rater: str, barrier, results, double_submit: bool,  # noqa: ANN001
+def _rater_process(url: str, study: str, rater: str, barrier, results, double_submit: bool,
                    barrier_timeout: float) -> None:
     run = RaterRun(rater)
     try:

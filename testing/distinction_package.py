@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import random
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from survey.package import SCHEMA, content_name, load_package, package_files, write_manifest
@@ -26,13 +26,13 @@ CLASS_LABELS = ["waiting room", "kitchen", "beach", "forest path", "library", "b
                 "lighthouse", "ski slope", "bookstore", "bus interior"]
 
 
-def _png(image) -> bytes:  # noqa: ANN001 (PIL image)
+def _png(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def _save(root: Path, folder: str, image) -> str:  # noqa: ANN001
+def _save(root: Path, folder: str, image) -> str:
     data = _png(image)
     relative = f"{folder}/{content_name(data, '.png')}"
     (root / folder).mkdir(parents=True, exist_ok=True)
@@ -40,7 +40,7 @@ def _save(root: Path, folder: str, image) -> str:  # noqa: ANN001
     return relative
 
 
-def _scene(rng: random.Random, size: int):  # noqa: ANN202
+def _scene(rng: random.Random, size: int):
     """A photo-like scene and the box of its object (x0, y0, x1, y1)."""
     from PIL import Image, ImageDraw
 
@@ -55,7 +55,7 @@ def _scene(rng: random.Random, size: int):  # noqa: ANN202
     return image, boxes[-1]  # drawn last: fully visible
 
 
-def _overlay(image, centre: tuple[int, int] | None, radius: int):  # noqa: ANN001, ANN202
+def _overlay(image, centre: tuple[int, int] | None, radius: int):
     """A CAM-like overlay: a blurred warm blob at ``centre`` (None: a flat, uniform tint)."""
     from PIL import Image, ImageDraw, ImageFilter
 
@@ -122,7 +122,7 @@ def distinction_manifest(root: Path, *, name: str = "distinction", n_items: int 
     rng.shuffle(items)
     manifest: dict = {
         "schema": SCHEMA, "task": "distinction", "name": name,
-        "created_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "created_at": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "proposed": proposed, "baseline": baseline, "methods": list(methods),
         "instructions": ("Each screen shows a photo and four heat maps, one for each of the four classes the "
                          "model found most likely. Pick the map of the class the model chose, and say how "
@@ -141,7 +141,7 @@ def distinction_manifest(root: Path, *, name: str = "distinction", n_items: int 
     return manifest
 
 
-def make_distinction_package(root: Path, **options) -> Path:  # noqa: ANN003 (distinction_manifest's)
+def make_distinction_package(root: Path, **options) -> Path:
     """Writes a valid distinction package at ``root`` (see :func:`distinction_manifest` for options)."""
     write_manifest(Path(root), distinction_manifest(root, **options))
     return Path(root)
@@ -168,7 +168,7 @@ class DistinctionStudy:
 
 def make_distinction_study(tmp_path: Path, url: str, *, name: str = "dstudy", repeats: int | None = None,
                            completion_redirect: str | None = None, is_open: bool = True,
-                           **options) -> DistinctionStudy:  # noqa: ANN003
+                           **options) -> DistinctionStudy:
     """Writes a package under ``tmp_path/package-NAME`` and imports it into ``url``."""
     from survey.db import get_engine
     from survey.importer import import_package

@@ -8,7 +8,11 @@ from collections import Counter
 import pytest
 
 from survey.assignment import (
-    DistinctionItemSpec, ItemSpec, method_for_rater, plan_distinction, plan_sequence,
+    DistinctionItemSpec,
+    ItemSpec,
+    method_for_rater,
+    plan_distinction,
+    plan_sequence,
 )
 
 METHODS = ("baseline", "vib", "gradcam")

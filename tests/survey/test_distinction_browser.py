@@ -16,9 +16,9 @@ from PIL import Image
 import survey.distinction_service as ds
 from survey.db import get_engine
 from survey.distinction_export import answers_frame
+from testing.distinction_package import make_distinction_study
 from tests.support import require
 from tests.survey import ui_browser as ub
-from testing.distinction_package import make_distinction_study
 
 pytestmark = pytest.mark.browser
 
@@ -59,7 +59,7 @@ _BOXES_JS = """() => {
 }"""
 
 
-def _current_screen(page) -> str:  # noqa: ANN001
+def _current_screen(page) -> str:
     """Waits for a new screen (a token not yet answered), its five images decoded; returns the token."""
     token = page.wait_for_function(_FRESH_TOKEN_JS, timeout=30_000).json_value()
     page.wait_for_function(
@@ -70,7 +70,7 @@ def _current_screen(page) -> str:  # noqa: ANN001
     return token
 
 
-def _assert_fits(page, labels: list[str]) -> None:  # noqa: ANN001
+def _assert_fits(page, labels: list[str]) -> None:
     """Photo, four labelled maps in a 2 x 2 grid and all 20 buttons fully on screen, no scrolling."""
     shown = page.evaluate(_BOXES_JS)
     assert shown["scrollY"] == 0 and shown["scrollWidth"] <= shown["width"]
@@ -92,7 +92,7 @@ def _assert_fits(page, labels: list[str]) -> None:  # noqa: ANN001
     assert min(b[3] - b[1] for b in maps) > 0.13 * shown["height"]  # maps still big enough to judge
 
 
-def _answer_all(page, eng, study: str, rater: str, picks: list[tuple[int, int]], dom: list[str],  # noqa: ANN001
+def _answer_all(page, eng, study: str, rater: str, picks: list[tuple[int, int]], dom: list[str],
                 orders: list[tuple]) -> None:
     n = len(picks)
     for position, (slot, confidence) in enumerate(picks, start=1):
@@ -111,7 +111,7 @@ def _answer_all(page, eng, study: str, rater: str, picks: list[tuple[int, int]],
     dom.append(page.content())
 
 
-def _screenshot(page, server: ub.AppServer, study: str, rater: str, out: Path, viewport: dict) -> None:  # noqa: ANN001
+def _screenshot(page, server: ub.AppServer, study: str, rater: str, out: Path, viewport: dict) -> None:
     page.set_viewport_size(viewport)
     page.goto(server.link(study=study, rater=rater))
     ub.agree(page)

@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from survey.package import (
-    DEFAULT_DISTINCTION_QUESTION, MANIFEST_NAME, Problem, manifest_task, validate_manifest, validate_package,
+    DEFAULT_DISTINCTION_QUESTION,
+    MANIFEST_NAME,
+    Problem,
+    manifest_task,
+    validate_manifest,
+    validate_package,
 )
 from survey.sample_package import make_sample_package
 from testing.distinction_package import BASELINE, PROPOSED, distinction_manifest, make_distinction_package
@@ -34,7 +39,7 @@ def valid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def documented_example() -> dict:
     text = DOCS.read_text(encoding="utf-8")
     section = text[text.index('## The distinction task'):]
-    block = re.search(r"```json\n(.*?)```", section, re.S).group(1)
+    block = re.search(r"```json\n(.*?)```", section, re.DOTALL).group(1)
     return json.loads(block)
 
 
@@ -124,7 +129,7 @@ BROKEN: list[tuple[str, Callable[[dict], object], tuple[str, str] | None]] = [
 
 
 @pytest.mark.parametrize("name, breaks, where_field", BROKEN, ids=[b[0] for b in BROKEN])
-def test_each_broken_variant_is_refused(valid: tuple[Path, dict], name: str, breaks, where_field) -> None:  # noqa: ANN001
+def test_each_broken_variant_is_refused(valid: tuple[Path, dict], name: str, breaks, where_field) -> None:
     manifest = copy.deepcopy(valid[1])
     breaks(manifest)
     problems = validate_manifest(manifest)

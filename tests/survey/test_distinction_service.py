@@ -14,12 +14,12 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 
 import survey.distinction_service as ds
-import survey.service as service
+from survey import service
 from survey.db import get_engine, read_session, write_session
 from survey.distinction_export import COLUMNS, answers_frame, write_answers_csv
 from survey.importer import StudyImportError, import_package
 from survey.package import DEFAULT_DISTINCTION_QUESTION, MANIFEST_NAME
-from survey.schema import DistinctionAnswer, DistinctionRater, DistinctionTrial, Study
+from survey.schema import DistinctionAnswer, DistinctionRater, DistinctionTrial, Method, Study
 from survey.service import SurveyError
 from testing.distinction_package import SECRET_METHODS, make_distinction_package
 
@@ -43,7 +43,7 @@ def manifest(package: Path) -> dict:
     return json.loads((package / MANIFEST_NAME).read_text())
 
 
-def answer_all(engine: Engine, rater: str, pick=lambda screen, k: 0, confidence: int = 3) -> list:  # noqa: ANN001
+def answer_all(engine: Engine, rater: str, pick=lambda screen, k: 0, confidence: int = 3) -> list:
     screens = []
     while (screen := ds.next_trial(engine, "dist", rater)) is not None:
         screens.append(screen)
@@ -178,8 +178,7 @@ def test_database_refuses_inconsistent_answers_and_deleting_them(engine: Engine)
         other = session.scalar(select(DistinctionTrial).where(DistinctionTrial.id != answer.trial_id,
                                                               DistinctionTrial.rater_id == answer.rater_id))
         free = {"trial_id": other.id, "item_id": other.item_id, "is_repeat": other.is_repeat}
-        foreign = session.scalar(select(DistinctionTrial.method_id).where(
-            DistinctionTrial.method_id != answer.method_id).limit(1))
+        foreign = session.scalar(select(Method.id).where(Method.id != answer.method_id).limit(1))
     bad_rows = [
         row,  # the same answer again
         {**row, "trial_id": other.id},  # another trial's id with this item
@@ -188,17 +187,14 @@ def test_database_refuses_inconsistent_answers_and_deleting_them(engine: Engine)
         {**row, **free, "chosen_ordinal": 4},  # no such candidate: index out of range
         {**row, **free, "chosen_slot": -1},
         {**row, **free, "response_ms": -1},
+        {**row, **free, "method_id": foreign},  # not the method of the trial (and rater)
     ]
-    if foreign is not None:
-        bad_rows.append({**row, **free, "method_id": foreign})  # not the rater's method
     for bad in bad_rows:
-        with pytest.raises(IntegrityError):
-            with write_session(engine) as session:
-                session.add(DistinctionAnswer(**bad))
+        with pytest.raises(IntegrityError), write_session(engine) as session:
+            session.add(DistinctionAnswer(**bad))
     assert ds.answer_count(engine, "dist") == 1
-    with pytest.raises(IntegrityError):
-        with write_session(engine) as session:
-            session.execute(text("DELETE FROM studies"))
+    with pytest.raises(IntegrityError), write_session(engine) as session:
+        session.execute(text("DELETE FROM studies"))
     assert ds.answer_count(engine, "dist") == 1
 
 
@@ -217,10 +213,10 @@ def test_changed_package_with_answers_is_not_replaced(engine: Engine, package: P
 
 
 def test_summary_counts_accuracy_and_attention(engine: Engine) -> None:
-    def right(screen, _k):  # noqa: ANN001, ANN202
+    def right(screen, _k):
         return ds.reveal_trial(engine, screen.token).answer_slot
 
-    def wrong(screen, _k):  # noqa: ANN001, ANN202
+    def wrong(screen, _k):
         return (ds.reveal_trial(engine, screen.token).answer_slot + 1) % 4
 
     for rater, pick in [("good", right), ("bad", wrong)]:

@@ -16,8 +16,8 @@ from survey.distinction_export import answers_frame
 from survey.package import DEFAULT_DISTINCTION_QUESTION
 from survey.study import main
 from survey.ui_logic import DEFAULT_DISTINCTION_CONSENT
-from tests.survey.test_ui_apptest import click, open_page, progress_text, texts
 from testing.distinction_package import make_distinction_study
+from tests.survey.test_ui_apptest import click, open_page, progress_text, texts
 
 CONFIDENCE = ["1", "2", "3", "4", "5"]
 

@@ -10,9 +10,8 @@ CHECK, never by batch-copying ``studies``: dropping the old copy would cascade i
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003'
 down_revision = '0002'
