@@ -161,7 +161,7 @@ def next_trial(engine: Engine, study: str, rater: str) -> DistinctionScreen | No
     """The rater's first unanswered trial (None when finished); stamps its display time once."""
     check_rater_id(rater)
     with read_connection(engine) as connection:
-        row = _session_row(connection, study, rater)
+        row = _session_row(connection, study, rater, TASK)
         progress = _progress(connection, row.rater_id)
         current = next((p for p in progress if p.answer_id is None), None)
         if current is None:
@@ -207,7 +207,7 @@ def record_answer(engine: Engine, study: str, rater: str, token: str, choice: in
 
     def attempt() -> VoteResult:
         with write_connection(engine) as connection:
-            row = _session_row(connection, study, rater)
+            row = _session_row(connection, study, rater, TASK)
             if connection.dialect.name == "postgresql":
                 connection.execute(_LOCK_RATER, {"rater_id": row.rater_id})  # one answer at a time per rater
             progress = _progress(connection, row.rater_id)

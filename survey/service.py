@@ -150,6 +150,7 @@ UNKNOWN_STUDY = "Unknown study. Please check the link you were given."
 NOT_STARTED = "Your session was not found. Please open the study link again."
 STALE = "This pair is no longer current. Please reload the page."
 FILES_MISSING = "The images of this study are unavailable. Please contact the researchers."
+WRONG_TASK = "This page does not match the study. Please reload the page."
 
 
 def check_rater_id(rater: object) -> str:
@@ -333,7 +334,7 @@ def start_rater(engine: Engine, study: str, rater: str) -> RaterView:
 # The vote path (next_trial, record_vote) runs prebuilt Core statements on a plain Connection: no
 # ORM unit of work and no statement building per call, so SQLite's single write lock is held briefly.
 _SESSION_ROW = (
-    select(Study.id, Study.is_open, Study.question, Study.package_root, Study.allow_no_preference,
+    select(Study.id, Study.is_open, Study.question, Study.package_root, Study.allow_no_preference, Study.task,
            Rater.id.label("rater_id"))
     .outerjoin(Rater, (Rater.study_id == Study.id) & (Rater.external_id == bindparam("rater")))
     .where(Study.name == bindparam("study"))
@@ -356,8 +357,10 @@ _FINISH = (update(Rater).where(Rater.id == bindparam("b_id"))
            .values(finished_at=bindparam("b_now", type_=UTCDateTime())))
 
 
-def _session_row(connection: Connection, study: str, rater: str):  # noqa: ANN202
-    """(study columns, rater id) in one query; SurveyError if either is unknown or the study is closed."""
+def _session_row(connection: Connection, study: str, rater: str, task: str = "pairwise"):  # noqa: ANN202
+    """(study columns, rater id) in one query; SurveyError if either is unknown, the study is closed,
+    or it runs another task than the caller serves (a pairwise call on a distinction study would
+    find no trials and look finished)."""
     found = connection.execute(_SESSION_ROW, {"study": study, "rater": rater}).one_or_none() \
         if isinstance(study, str) else None
     if found is None:
@@ -366,6 +369,8 @@ def _session_row(connection: Connection, study: str, rater: str):  # noqa: ANN20
         raise SurveyError(CLOSED)
     if found.rater_id is None:
         raise SurveyError(NOT_STARTED)
+    if found.task != task:
+        raise SurveyError(WRONG_TASK)
     return found
 
 
@@ -499,6 +504,8 @@ def admin_summary(engine: Engine, study: str) -> AdminSummary:
 
     with read_session(engine) as session:
         row = _study(session, study)
+        if row.task != "pairwise":
+            raise SurveyError(f"{study!r} is a {row.task} study: use survey.distinction_service.summary")
         methods = _methods(session, row)
         proposed = _role(methods, "proposed").id
         started = session.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == row.id))

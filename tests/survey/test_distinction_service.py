@@ -303,3 +303,22 @@ def test_migration_0003_keeps_studies_in_progress(backend: str, request: pytest.
             assert connection.execute(text("SELECT count(*) FROM studies")).scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_each_task_refuses_the_others_trial_functions(engine: Engine, any_url: str, sample_package: Path) -> None:
+    """A pairwise call on a distinction study (or the reverse) would find no trials and look finished."""
+    import_package(engine, sample_package)
+    for rater in ("t1", "t2"):
+        service.start_rater(engine, "dist", rater)
+        service.start_rater(engine, "demo", rater)
+    with pytest.raises(SurveyError, match="does not match"):
+        service.next_trial(engine, "dist", "t1")
+    with pytest.raises(SurveyError, match="does not match"):
+        service.record_vote(engine, "dist", "t1", "token", "A")
+    with pytest.raises(SurveyError, match="does not match"):
+        ds.next_trial(engine, "demo", "t1")
+    with pytest.raises(SurveyError, match="does not match"):
+        ds.record_answer(engine, "demo", "t1", "token", 0, 3)
+    with pytest.raises(SurveyError, match="distinction study"):
+        service.admin_summary(engine, "dist")
+    assert service.next_trial(engine, "demo", "t2") is not None and ds.next_trial(engine, "dist", "t2") is not None
