@@ -17,12 +17,13 @@ from pathlib import Path
 import torch
 
 from cams.base import TARGETS
+from cams.distinction_items import DEFAULT_CANDIDATES
 from cams.loading import StudyInputError
 from cams.package_builder import DEFAULT_QUESTION, StudyOptions, build_study
 from cams.selection import FILTERS
 from models.checkpoint import CheckpointError
 from models.data import OPTION_NAMES, add_data_arguments
-from survey.package import PackageError
+from survey.package import DEFAULT_DISTINCTION_QUESTION, MAX_CANDIDATES, MIN_CANDIDATES, TASKS, PackageError
 
 UNSET = object()  # marks data options the user did not give (they then come from the checkpoint)
 
@@ -76,21 +77,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="seed for sample order, catch trials and item order"
     )
     parser.add_argument(
+        "--task",
+        choices=TASKS,
+        default="pairwise",
+        help="pairwise: raters pick the better of two methods' maps; distinction (HIVE): raters see one "
+        "method's maps for its model's top classes and pick the one of the predicted class",
+    )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"--task distinction: the model's top-K classes shown per item and method ({MIN_CANDIDATES}.."
+        f"{MAX_CANDIDATES}, default {DEFAULT_CANDIDATES}; chance is 1/K)",
+    )
+    parser.add_argument(
         "--target",
         choices=TARGETS,
-        default="truth",
-        help="class each map explains: the ground truth or each model's top-1 prediction",
+        default=None,
+        help="pairwise: class each map explains, the ground truth (default) or each model's top-1 prediction; "
+        "not for --task distinction (its maps explain the top-K classes)",
     )
     parser.add_argument(
         "--attention-checks",
         type=int,
         default=0,
         metavar="N",
-        help="add N catch trials where all maps but one are deliberately wrong",
+        help="add N catch trials where all maps but one are deliberately wrong (distinction: the answer's "
+        "map is the labelled object's ground-truth mask, the others flat; needs data with masks)",
     )
     parser.add_argument("--name", help="study name [A-Za-z0-9_-] (None: the --out folder's name)")
     parser.add_argument(
-        "--question", default=DEFAULT_QUESTION, help="question shown to raters; must contain {label}"
+        "--question",
+        default=None,
+        help=f"question shown to raters; pairwise: must contain {{label}} (default {DEFAULT_QUESTION!r}); "
+        f"distinction: must not (default {DEFAULT_DISTINCTION_QUESTION!r})",
     )
     parser.add_argument("--out", type=Path, required=True, help="package folder to create")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing package at --out")
@@ -127,6 +148,8 @@ def study_options(args: argparse.Namespace, argv: list[str]) -> StudyOptions:
         attention_checks=args.attention_checks,
         name=args.name,
         question=args.question,
+        task=args.task,
+        candidates=args.candidates,
         overwrite=args.overwrite,
         batch_size=args.batch_size,
         workers=args.workers,

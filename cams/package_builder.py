@@ -9,7 +9,6 @@ when complete and valid. `python -m cams.generate` is the command; this module t
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,12 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from cams.explain import explain
+from cams.distinction_items import (
+    DEFAULT_CANDIDATES,
+    DistinctionWriter,
+    add_distinction_checks,
+    distinction_instructions,
+)
 from cams.loading import LoadedMethod, StudyInputError, check_comparable, load_methods, parse_method_spec
 from cams.package_writer import PackageFolder, check_destination
 from cams.render import encode_png, pil_to_uint8, postprocess, render_overlays
@@ -36,9 +40,26 @@ from cams.selection import (
     read_ids,
     resolve_classes,
 )
+from cams.study_batches import (
+    Explained,
+    check_samples,
+    explain_on_cpu,
+    item_id,
+    model_inputs,
+    top_predictions,
+)
 from models.data import Sample, build_datasets
-from models.data.transforms import to_model_input
-from survey.package import SCHEMA, CamsItem, CamsMethod, CamsSection, CatchTrial
+from survey.package import (
+    DEFAULT_DISTINCTION_QUESTION,
+    MAX_CANDIDATES,
+    MIN_CANDIDATES,
+    SCHEMA,
+    TASKS,
+    CamsItem,
+    CamsMethod,
+    CamsSection,
+    CatchTrial,
+)
 
 DEFAULT_QUESTION = "Which map better shows what makes this image a {label}?"
 DEFAULT_INSTRUCTIONS = (
@@ -47,7 +68,6 @@ DEFAULT_INSTRUCTIONS = (
     "Pick the map that better shows **what makes the photo the named kind of scene**. There are no "
     "right or wrong answers, except on a few check screens where one map is plainly wrong."
 )
-TOP_K = 3
 
 
 @dataclass(frozen=True)
@@ -65,59 +85,18 @@ class StudyOptions:
     per_class: int = 3
     only: str = "any"
     seed: int = 0
-    target: str = "truth"
+    target: str | None = None  # None: "truth" for pairwise; distinction maps always explain the top-k ("predicted")
     attention_checks: int = 0
     name: str | None = None  # default: the out folder's name
-    question: str = DEFAULT_QUESTION
+    question: str | None = None  # None: the task's default question
+    task: str = "pairwise"  # or "distinction" (docs/study-package.md)
+    candidates: int | None = None  # distinction: the top-k classes shown per item and method (default 4)
     overwrite: bool = False
     batch_size: int = 32
     workers: int = 0
     device: str = "cpu"
     progress: bool = True
     command: str = ""  # the command line, for the manifest's provenance
-
-
-@dataclass
-class Explained:
-    """One batch through every method, on the CPU: raw maps, explained classes and probabilities."""
-
-    maps: dict[str, torch.Tensor]
-    classes: dict[str, torch.Tensor]
-    probs: dict[str, torch.Tensor]
-
-    def rows(self, keep: list[int]) -> Explained:
-        """The same for the images at positions `keep` only."""
-        index = torch.tensor(keep)
-
-        def take(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            return {name: tensor[index] for name, tensor in tensors.items()}
-
-        return Explained(take(self.maps), take(self.classes), take(self.probs))
-
-
-def explain_on_cpu(loaded: list[LoadedMethod], images: torch.Tensor, labels: torch.Tensor, target: str,
-                   classes: dict[str, torch.Tensor] | None = None) -> Explained:
-    batches = explain({m.name: m.method for m in loaded}, images, labels, target=target, classes=classes)
-    return Explained(
-        maps={name: b.maps.cpu() for name, b in batches.items()},
-        classes={name: b.classes.cpu() for name, b in batches.items()},
-        probs={name: b.logits.float().softmax(1).cpu() for name, b in batches.items()},
-    )
-
-
-def model_inputs(samples: list[Sample], device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    images = to_model_input([s.image for s in samples]).to(device)
-    return images, torch.tensor([s.label for s in samples], device=device)
-
-
-def top_predictions(probs: torch.Tensor, class_labels: list[str]) -> list[dict]:
-    values, indices = probs.topk(min(TOP_K, probs.numel()))
-    return [{"label": class_labels[int(i)], "p": round(float(v), 4)} for v, i in zip(values, indices)]
-
-
-def item_id(study: str, sample_id: str, kind: str = "item") -> str:
-    """A stable id that says nothing about any method: a hash of study, sample and item kind."""
-    return "i-" + hashlib.sha256(f"{study}\0{sample_id}\0{kind}".encode()).hexdigest()[:10]
 
 
 # -------------------------------------------------------------------------------------- writing
@@ -182,7 +161,7 @@ class ItemWriter:
 
 
 def select_and_write(
-    options: StudyOptions, loaded: list[LoadedMethod], val: Dataset, plan: SelectionPlan, writer: ItemWriter
+    options: StudyOptions, loaded: list[LoadedMethod], val: Dataset, plan: SelectionPlan, writer: ItemWriter | DistinctionWriter
 ) -> set[int]:
     """Walk the plan in batches, keep samples that pass `only` until every quota is met; returns
     the dataset indices taken."""
@@ -225,25 +204,10 @@ def add_attention_checks(
     count = options.attention_checks
     proposed, baseline = loaded[0].name, loaded[1].name
     rng = np.random.default_rng([options.seed, 1])
-    outside = [i for i in rng.permutation(len(val)).tolist() if i not in taken]
-    pool = outside + [i for i in rng.permutation(sorted(taken)).tolist()]
+    samples = check_samples(loaded, val, taken, count, rng=rng, batch_size=options.batch_size,
+                            workers=options.workers, device=options.device, target=options.target)
     expected = rng.permutation([proposed, baseline] * ((count + 1) // 2))[:count].tolist()
     kinds = [("wrong-class", "flipped")[k % 2] for k in range(count)]
-    chosen: list[tuple[Sample, bool]] = []
-    for batch in iterate_samples(val, pool[: max(4 * count, 32)], options.batch_size, options.workers):
-        result = explain_on_cpu(loaded, *model_inputs([s for _, s in batch], options.device), options.target)
-        for j, (_, sample) in enumerate(batch):
-            correct = all(int(result.probs[m.name][j].argmax()) == sample.label for m in loaded)
-            chosen.append((sample, correct))
-        if sum(c for _, c in chosen) >= count:
-            break
-    chosen.sort(key=lambda pair: not pair[1])  # correctly classified first, order otherwise kept
-    samples = [s for s, _ in chosen[:count]]
-    if len(samples) < count:
-        raise StudyInputError(
-            f"the eval set has only {len(samples)} images for {count} attention checks; "
-            "lower --attention-checks"
-        )
     images, labels = model_inputs(samples, options.device)
     result = explain_on_cpu(loaded, images, labels, options.target)
     least_likely = {name: probs.argmin(1) for name, probs in result.probs.items()}
@@ -290,13 +254,38 @@ def code_version() -> str:
         return "unknown"
 
 
+def resolve_task_options(options: StudyOptions) -> StudyOptions:
+    """Task-dependent defaults filled in (target, question), and the task's own rules checked."""
+    if options.task not in TASKS:
+        raise StudyInputError(f"unknown --task {options.task!r}; choose one of {', '.join(TASKS)}")
+    if options.task == "pairwise":
+        if options.candidates is not None:
+            raise StudyInputError("--candidates is for --task distinction; leave it out or pass --task distinction")
+        question = DEFAULT_QUESTION if options.question is None else options.question
+        if "{label}" not in question:
+            raise StudyInputError("--question must contain {label}, e.g. " + repr(DEFAULT_QUESTION))
+        return replace(options, target=options.target or "truth", question=question)
+    if options.target not in (None, "predicted"):
+        raise StudyInputError(
+            "--target does not apply to --task distinction: its maps explain each model's top classes, "
+            "rank 1 being the prediction; leave --target out"
+        )
+    k = DEFAULT_CANDIDATES if options.candidates is None else options.candidates
+    if not MIN_CANDIDATES <= k <= MAX_CANDIDATES:
+        raise StudyInputError(f"--candidates must be between {MIN_CANDIDATES} and {MAX_CANDIDATES} "
+                              f"(HIVE uses {DEFAULT_CANDIDATES}), got {k}")
+    question = DEFAULT_DISTINCTION_QUESTION if options.question is None else options.question
+    if "{label}" in question:
+        raise StudyInputError("a distinction --question must not contain {label} (the item's class would give "
+                              "the model's prediction away); leave --question out for the default")
+    return replace(options, target="predicted", question=question, candidates=k)
+
+
 def check_options(options: StudyOptions) -> str:
     """The study name, after the checks that need no model or data (fail before the slow part)."""
     name = options.name or options.out.name
     if not name or len(name) > 64 or not all(c.isalnum() and c.isascii() or c in "_-" for c in name):
         raise StudyInputError(f"study name {name!r} must match [A-Za-z0-9_-]{{1,64}}; pass --name")
-    if "{label}" not in options.question:
-        raise StudyInputError("--question must contain {label}, e.g. " + repr(DEFAULT_QUESTION))
     if options.batch_size < 1 or options.attention_checks < 0:
         raise StudyInputError("--batch-size must be >= 1 and --attention-checks >= 0")
     if sum(x is not None for x in (options.classes, options.ids, options.random)) != 1:
@@ -323,6 +312,7 @@ def load_study_methods(options: StudyOptions) -> list[LoadedMethod]:
 def build_study(options: StudyOptions) -> tuple[Path, dict]:
     """The whole package; returns its folder and manifest. Raises StudyInputError, CheckpointError or
     PackageError (all one-line reasons) for bad input; then nothing is left."""
+    options = resolve_task_options(options)
     name = check_options(options)
     loaded = load_study_methods(options)
     data = {**loaded[0].info.data, **options.data}
@@ -332,6 +322,10 @@ def build_study(options: StudyOptions) -> tuple[Path, dict]:
         raise StudyInputError(f"data: {error}") from None
     val = datasets.val
     check_comparable(loaded, datasets.class_names, f"the data ({datasets.description})")
+    distinction = options.task == "distinction"
+    if distinction and options.candidates > len(datasets.class_names):
+        raise StudyInputError(f"--candidates {options.candidates} is more than the {len(datasets.class_names)} "
+                              "classes of the data; lower --candidates")
 
     if options.classes is not None:
         classes = resolve_classes(list(options.classes), datasets.class_names, datasets.class_labels)
@@ -342,7 +336,11 @@ def build_study(options: StudyOptions) -> tuple[Path, dict]:
         plan = plan_random(options.random, len(val), options.seed)
 
     with PackageFolder(options.out, options.overwrite) as package, ThreadPoolExecutor(2) as encoder:
-        writer = ItemWriter(package, name, loaded, datasets.class_labels, encoder)
+        if distinction:
+            writer = DistinctionWriter(package, name, loaded, datasets.class_labels, encoder,
+                                       k=options.candidates, seed=options.seed, device=options.device)
+        else:
+            writer = ItemWriter(package, name, loaded, datasets.class_labels, encoder)
         taken = select_and_write(options, loaded, val, plan, writer)
         if not writer.items:
             raise StudyInputError(
@@ -351,7 +349,10 @@ def build_study(options: StudyOptions) -> tuple[Path, dict]:
             )
         for group, (got, wanted) in plan.shortfall().items():
             print(f"warning: {group}: only {got} of {wanted} samples passed --only {options.only}", file=sys.stderr)
-        if options.attention_checks:
+        if options.attention_checks and distinction:
+            add_distinction_checks(loaded, val, taken, writer, options.attention_checks, seed=options.seed,
+                                   batch_size=options.batch_size, workers=options.workers, device=options.device)
+        elif options.attention_checks:
             add_attention_checks(options, loaded, val, taken, writer)
         order = np.random.default_rng([options.seed, 2]).permutation(len(writer.items))
         section = CamsSection(
@@ -367,13 +368,14 @@ def build_study(options: StudyOptions) -> tuple[Path, dict]:
         )
         manifest = {
             "schema": SCHEMA,
+            **({"task": "distinction"} if distinction else {}),
             "name": name,
             "created_at": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
             "proposed": loaded[0].name,
             "baseline": loaded[1].name,
             "methods": [m.name for m in loaded],
             "question": options.question,
-            "instructions": DEFAULT_INSTRUCTIONS,
+            "instructions": distinction_instructions(options.candidates) if distinction else DEFAULT_INSTRUCTIONS,
             "items": [writer.items[k] for k in order],
             "provenance": {
                 "command": options.command,

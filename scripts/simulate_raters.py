@@ -12,6 +12,12 @@ demo run also exercises the real vote path. Attention checks are answered correc
 - without it: a fixed preference whatever the maps show, logistic(logit(rate) + u_r + v_i) with rate 0.7
   (``analysis.simulate.crossed_preference_probabilities``), for power analyses and tests.
 
+Distinction studies (``"task": "distinction"``, detected from the study) are answered through
+``survey.distinction_service`` by raters who look at the maps: the chance of picking a candidate rises
+with how much of its map lies on the labelled object, read from the package's per-candidate heatmaps;
+confidence rises with the margin (``scripts.distinction_raters`` has the model). ``--metrics`` and
+``--rate`` are pairwise options and refused there.
+
 Rater ids start with ``sim`` so an analysis report can tell simulated raters from people.
 
 A script, not part of the survey: it uses the analysis package's crossed-design maths, and the survey
@@ -34,6 +40,7 @@ from analysis.simulate import (
     metric_driven_probabilities,
 )
 from analysis.summary import SIMULATED_RATER_PREFIX as SIMULATED_PREFIX  # reports flag these raters
+from scripts.distinction_raters import simulate_distinction
 from survey.db import DatabaseError, get_engine
 from survey.service import SurveyError, get_study, next_trial, record_vote, start_rater
 from testing.reveal import reveal_trial
@@ -73,6 +80,13 @@ def simulate(url: str | None, study: str, *, raters: int = 30, seed: int = 0, ra
         raise SurveyError(f"no study named {study!r}; import it first with python -m survey.study import")
     if not view.is_open:
         raise SurveyError(f"study {study!r} is closed; open it with python -m survey.study open {study}")
+    if view.task == "distinction":
+        if metrics is not None or rate is not None:
+            raise SurveyError(f"study {study!r} is a distinction study: --metrics and --rate are for pairwise "
+                              "studies (its raters read the package's per-candidate heatmaps); leave them out")
+        return simulate_distinction(url, view, [f"{prefix}-{k + 1:03d}" for k in range(raters)], seed=seed,
+                                    rater_sd=rater_sd, item_sd=item_sd, attention_accuracy=attention_accuracy,
+                                    sensitivity=sensitivity, progress=progress)
     rows = read_metric_rows(Path(metrics)) if metrics is not None else []  # a bad file fails before any vote
     rng = np.random.default_rng(seed)
     ids = [f"{prefix}-{k + 1:03d}" for k in range(raters)]
@@ -135,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                              "energy-in-mask difference (proposed - baseline)")
     parser.add_argument("--sensitivity", type=float, default=None,
                         help="with --metrics: logit units per unit of energy-in-mask difference (default 15: "
-                             "0.1 more energy on the object -> preferred with p = 0.82)")
+                             "0.1 more energy on the object -> preferred with p = 0.82); distinction studies: "
+                             "logit units per unit of a candidate's energy in mask (default 10)")
     parser.add_argument("--rate", type=float, default=None,
                         help="preference for the proposed map of a typical rater on a typical item (default "
                              "0.7; with --metrics 0.5, i.e. only the maps decide)")
@@ -157,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SurveyError, DatabaseError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"recorded {n} new vote(s) from {args.raters} simulated raters in study {args.study!r}")
+    print(f"recorded {n} new vote(s) or answer(s) from {args.raters} simulated raters in study {args.study!r}")
     return 0
 
 

@@ -519,6 +519,8 @@ def validate_manifest(data: dict) -> list[Problem]:
 CAMS_TARGETS = ("truth", "predicted")
 CAMS_FILTERS = ("any", "both-correct", "disagree")
 CAMS_CHECK_KINDS = ("wrong-class", "flipped")
+# A distinction attention check: the answer's map is the labelled object's mask, the other maps are flat.
+CAMS_DISTINCTION_CHECK_KINDS = ("on-object",)
 _CAMS_FIX = "regenerate the package with python -m cams.generate"
 
 
@@ -534,10 +536,20 @@ class CamsMethod:
 
 @dataclass(frozen=True)
 class CatchTrial:
-    """An attention check: the method whose map is real, and how the others were made wrong."""
+    """An attention check: the method whose map is real, and how the others were made wrong. A distinction
+    check has no expected method (its answer is the rank-1 candidate, like every item's): ``expected`` None."""
 
-    expected: str
+    expected: str | None
     kind: str
+
+
+@dataclass(frozen=True)
+class CamsCandidate:
+    """One candidate map of a distinction item: the class it explains and, for regular items, its
+    post-processed heatmap (``.npy``, for metrics and simulated raters; never shown)."""
+
+    class_index: int
+    heatmap: str | None = None
 
 
 @dataclass(frozen=True)
@@ -549,6 +561,8 @@ class CamsItem:
     label_index: int
     targets: dict[str, int]
     check: CatchTrial | None = None
+    # distinction packages only: per method, its candidates in the item's list order
+    candidates: dict[str, tuple[CamsCandidate, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -571,7 +585,14 @@ class CamsSection:
         for item_id, item in self.items.items():
             entry: dict = {"sample": item.sample, "label_index": item.label_index, "targets": dict(item.targets)}
             if item.check is not None:
-                entry["check"] = {"expected": item.check.expected, "kind": item.check.kind}
+                entry["check"] = {"kind": item.check.kind}
+                if item.check.expected is not None:
+                    entry["check"] = {"expected": item.check.expected, **entry["check"]}
+            if item.candidates is not None:
+                entry["candidates"] = {
+                    method: [{"class": c.class_index, **({} if c.heatmap is None else {"heatmap": c.heatmap})}
+                             for c in listed]
+                    for method, listed in item.candidates.items()}
             items[item_id] = entry
         return {
             "target": self.target, "only": self.only, "seed": self.seed, "image_size": self.image_size,
@@ -597,8 +618,12 @@ class CamsSection:
             class_labels=tuple(data["class_labels"]),
             methods={name: CamsMethod(m["cam"], m["arch"], m["head"], m["beta"]) for name, m in data["methods"].items()},
             items={
-                item_id: CamsItem(e["sample"], e["label_index"], dict(e["targets"]),
-                                  CatchTrial(e["check"]["expected"], e["check"]["kind"]) if "check" in e else None)
+                item_id: CamsItem(
+                    e["sample"], e["label_index"], dict(e["targets"]),
+                    CatchTrial(e["check"].get("expected"), e["check"]["kind"]) if "check" in e else None,
+                    None if "candidates" not in e else {
+                        method: tuple(CamsCandidate(c["class"], c.get("heatmap")) for c in listed)
+                        for method, listed in e["candidates"].items()})
                 for item_id, e in data["items"].items()
             },
         )
@@ -636,6 +661,9 @@ def _cams_section_problems(data: dict) -> list[Problem]:
         return out.problems
     if section.get("target") not in CAMS_TARGETS:
         out.add("manifest", "cams.target", f"must be one of {', '.join(CAMS_TARGETS)}, got {section.get('target')!r}")
+    elif data.get("task") == "distinction" and section["target"] != "predicted":
+        out.add("manifest", "cams.target", "must be 'predicted' in a distinction package (its maps explain "
+                "each model's top classes, and targets are the rank-1 ones)")
     if "only" in section and section["only"] not in CAMS_FILTERS:
         out.add("manifest", "cams.only", f"must be one of {', '.join(CAMS_FILTERS)}, got {section['only']!r}")
     for key in ("seed", "image_size"):
@@ -665,14 +693,17 @@ def _cams_section_problems(data: dict) -> list[Problem]:
         by_id = {i.get("id"): i for i in items if isinstance(i, dict)}
         if _exact_keys(out, "cams.items", section["items"], set(by_id)):
             for item_id, entry in section["items"].items():
-                _check_cams_item(out, f"cams.items.{item_id}", entry, methods, n_classes, by_id[item_id])
+                _check_cams_item(out, f"cams.items.{item_id}", entry, methods, n_classes, by_id[item_id],
+                                 data.get("task") == "distinction", labels if isinstance(labels, list) else None)
     return out.problems
 
 
 def _check_cams_item(out: _Collector, field: str, entry: object, methods: list, n_classes: int | None,
-                     item: dict) -> None:
-    """One item's entry; ``check`` must be there exactly when the manifest item is an attention check."""
-    if not _exact_keys(out, field, entry, {"sample", "label_index", "targets"}, {"check"}):
+                     item: dict, distinction: bool = False, class_labels: list | None = None) -> None:
+    """One item's entry; ``check`` must be there exactly when the manifest item is an attention check,
+    ``candidates`` exactly in distinction packages."""
+    required = {"sample", "label_index", "targets"} | ({"candidates"} if distinction else set())
+    if not _exact_keys(out, field, entry, required, {"check"}):
         return
     assert isinstance(entry, dict)
     if item.get("attention_check") is True and "check" not in entry:
@@ -691,7 +722,13 @@ def _check_cams_item(out: _Collector, field: str, entry: object, methods: list, 
     if "targets" in entry and _exact_keys(out, f"{field}.targets", entry["targets"], set(methods)):
         for method, value in entry["targets"].items():
             check_class(f"{field}.targets.{method}", value)
-    if "check" in entry and _exact_keys(out, f"{field}.check", entry["check"], {"expected", "kind"}):
+    if distinction and "candidates" in entry:
+        _check_cams_candidates(out, f"{field}.candidates", entry, methods, item, class_labels, check_class)
+    if distinction:
+        if ("check" in entry and _exact_keys(out, f"{field}.check", entry["check"], {"kind"})
+                and entry["check"].get("kind") not in CAMS_DISTINCTION_CHECK_KINDS):
+            out.add("manifest", f"{field}.check.kind", f"must be one of {', '.join(CAMS_DISTINCTION_CHECK_KINDS)}")
+    elif "check" in entry and _exact_keys(out, f"{field}.check", entry["check"], {"expected", "kind"}):
         if entry["check"].get("expected") not in methods:
             out.add("manifest", f"{field}.check.expected", f"must be one of the methods {methods}")
         elif "expected" in item and entry["check"]["expected"] != item["expected"]:
@@ -699,6 +736,43 @@ def _check_cams_item(out: _Collector, field: str, entry: object, methods: list, 
                     f"{entry['check']['expected']!r} but the item expects {item['expected']!r}")
         if "kind" in entry["check"] and entry["check"]["kind"] not in CAMS_CHECK_KINDS:
             out.add("manifest", f"{field}.check.kind", f"must be one of {', '.join(CAMS_CHECK_KINDS)}")
+
+
+def _check_cams_candidates(out: _Collector, field: str, entry: dict, methods: list, item: dict,
+                           class_labels: list | None, check_class) -> None:
+    """A distinction item's ``candidates``: per method, one ``{class, heatmap?}`` per candidate of the item's
+    list, in its order; distinct classes, each the class whose label the list shows, and the answer's class
+    equal to ``targets`` (the rank-1 class)."""
+    listed_by_method = item.get("candidates") if isinstance(item.get("candidates"), dict) else {}
+    answers = item.get("answer") if isinstance(item.get("answer"), dict) else {}
+    if not _exact_keys(out, field, entry["candidates"], set(methods)):
+        return
+    for method, listed in entry["candidates"].items():
+        at = f"{field}.{method}"
+        shown = listed_by_method.get(method)
+        if not isinstance(listed, list) or not isinstance(shown, list) or len(listed) != len(shown):
+            out.add("manifest", at, "must be a list with one {class, heatmap} per candidate of the item, in its order")
+            continue
+        classes = []
+        for k, candidate in enumerate(listed):
+            if not _exact_keys(out, f"{at}[{k}]", candidate, {"class"}, {"heatmap"}):
+                continue
+            check_class(f"{at}[{k}].class", candidate["class"])
+            classes.append(candidate["class"])
+            if (class_labels and _is_int(candidate["class"]) and 0 <= candidate["class"] < len(class_labels)
+                    and isinstance(shown[k], dict) and shown[k].get("label") != class_labels[candidate["class"]]):
+                out.add("manifest", f"{at}[{k}].class", f"class {candidate['class']} is "
+                        f"{class_labels[candidate['class']]!r} but the item shows {shown[k].get('label')!r}")
+            if "heatmap" in candidate:
+                _check_path(out, "manifest", f"{at}[{k}].heatmap", candidate["heatmap"], HEATMAP_SUFFIXES, methods)
+        if len(classes) == len(listed) and len(set(map(str, classes))) != len(classes):
+            out.add("manifest", at, f"classes {classes} repeat; a model's top classes are distinct")
+        answer = answers.get(method)
+        targets = entry.get("targets") if isinstance(entry.get("targets"), dict) else {}
+        if (_is_int(answer) and 0 <= answer < len(classes) and len(classes) == len(listed)
+                and method in targets and classes[answer] != targets[method]):
+            out.add("manifest", f"{at}[{answer}].class", f"the answer's class {classes[answer]} differs from "
+                    f"targets.{method} = {targets[method]!r} (the rank-1 class)")
 
 
 # ----------------------------------------------------------------------------------------- files
@@ -743,6 +817,13 @@ def _referenced_paths(data: dict) -> list[tuple[str, str, str, str]]:
         if "mask" in item:
             add(where, "mask", item["mask"], "mask")
         add_map(where, "heatmaps", item.get("heatmaps"), "heatmap")
+    cams_items = data.get("cams", {}).get("items") if isinstance(data.get("cams"), dict) else None
+    for item_id, entry in (cams_items.items() if isinstance(cams_items, dict) else []):
+        listed_by_method = entry.get("candidates") if isinstance(entry, dict) else None
+        for method, listed in (listed_by_method.items() if isinstance(listed_by_method, dict) else []):
+            for k, candidate in enumerate(listed if isinstance(listed, list) else []):
+                if isinstance(candidate, dict) and "heatmap" in candidate:
+                    add(str(item_id), f"cams.candidates.{method}[{k}].heatmap", candidate["heatmap"], "heatmap")
     return refs
 
 
@@ -875,6 +956,6 @@ def package_fingerprint(root: Path, manifest: dict) -> str:
 __all__ = [
     "SCHEMA", "MANIFEST_NAME", "TASKS", "DEFAULT_DISTINCTION_QUESTION", "manifest_task", "Problem", "PackageError", "UnsafePathError", "validate_manifest",
     "validate_package", "load_package", "resolve_inside", "content_name", "write_manifest",
-    "package_files", "package_fingerprint", "CamsSection", "CamsMethod", "CamsItem", "CatchTrial",
+    "package_files", "package_fingerprint", "CamsSection", "CamsMethod", "CamsItem", "CatchTrial", "CamsCandidate",
     "CAMS_TARGETS", "CAMS_FILTERS",
 ]
