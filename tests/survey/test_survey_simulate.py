@@ -102,3 +102,98 @@ def test_metric_driven_raters_refuse_a_foreign_metrics_file(sqlite_url: str, tmp
     assert "not found" in capsys.readouterr().err
     assert main(["--db", sqlite_url, "--study", "demo", "--prefix", "alice"]) == 1
     assert "must start with 'sim'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ distinction
+def planted_distinction_package(root: Path, n_items: int = 8, n_checks: int = 1) -> Path:
+    """A distinction package whose per-candidate heatmaps are planted: the proposed method's rank-1 map
+    covers exactly the labelled object and its other maps lie off it; the baseline's rank-1 map lies off
+    the object and its rank-2 map covers it (what cams.generate records: cams.items[...].candidates)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from survey.package import content_name, write_manifest
+    from testing.distinction_package import BASELINE, CLASS_LABELS, PROPOSED, distinction_manifest
+
+    manifest = distinction_manifest(root, name="planted", n_items=n_items, n_checks=n_checks, image_size=32,
+                                    with_example=False)
+
+    def save_npy(array: np.ndarray) -> str:
+        buffer = io.BytesIO()
+        np.save(buffer, array.astype(np.float16), allow_pickle=False)
+        relative = f"heatmaps/{content_name(buffer.getvalue(), '.npy')}"
+        (root / "heatmaps").mkdir(exist_ok=True)
+        (root / relative).write_bytes(buffer.getvalue())
+        return relative
+
+    cams_items = {}
+    for item in manifest["items"]:
+        with Image.open(root / item["mask"]) as image:
+            on_object = np.asarray(image, dtype=np.float32) / 255.0
+        entry: dict = {"sample": item["id"], "label_index": CLASS_LABELS.index(item["label"]), "targets": {},
+                       "candidates": {}}
+        for method, listed in item["candidates"].items():
+            planted_rank = 1 if method == PROPOSED else 2
+            entry["candidates"][method] = [
+                {"class": CLASS_LABELS.index(c["label"]),
+                 **({} if item["attention_check"] else
+                    {"heatmap": save_npy(on_object if c["rank"] == planted_rank else 1.0 - on_object)})}
+                for c in listed]
+            entry["targets"][method] = CLASS_LABELS.index(listed[item["answer"][method]]["label"])
+        if item["attention_check"]:
+            entry["check"] = {"kind": "on-object"}
+        cams_items[item["id"]] = entry
+    manifest["cams"] = {
+        "target": "predicted", "only": "any", "seed": 0, "image_size": 32, "data": {},
+        "class_names": CLASS_LABELS, "class_labels": CLASS_LABELS,
+        "methods": {m: {"cam": "cam", "arch": "planted", "head": "planted", "beta": None} for m in (BASELINE, PROPOSED)},
+        "items": cams_items,
+    }
+    write_manifest(root, manifest)
+    return root
+
+
+def test_distinction_raters_follow_the_maps_and_answer_every_trial(sqlite_url: str, tmp_path: Path) -> None:
+    from survey.distinction_export import answers_frame
+    from testing.distinction_package import BASELINE, PROPOSED
+
+    package = planted_distinction_package(tmp_path / "planted")
+    engine = get_engine(sqlite_url)
+    import_package(engine, package)
+    raters, trials = 20, 9  # 8 items + 1 attention check each
+    assert simulate(sqlite_url, "planted", raters=raters, seed=2, attention_accuracy=1.0, progress=False) \
+        == raters * trials
+    frame = answers_frame(engine, "planted")
+    assert len(frame) == raters * trials and not frame.duplicated(["rater", "position"]).any()
+    assert sorted(frame["rater"].unique()) == [f"sim-{k:03d}" for k in range(1, raters + 1)]
+    assert frame["rater_finished"].all() and frame["confidence"].between(1, 5).all()
+    assert frame.groupby("rater")["method"].nunique().max() == 1  # between subjects: one method per rater
+    assert frame[frame["attention_check"]]["correct"].all()
+    regular = frame[~frame["attention_check"]]
+    accuracy = regular.groupby("method")["correct"].mean()
+    # On-object answer maps: nearly always told apart; off-object ones: the on-object runner-up is picked.
+    assert accuracy[PROPOSED] > 0.8 and accuracy[BASELINE] < 0.3, accuracy
+    assert (regular[regular["method"] == BASELINE]["chosen_rank"] == 2).mean() > 0.7
+    # Confidence follows the margin: sure when one map stands out, and higher on right answers overall.
+    by_correct = regular.groupby("correct")["confidence"].mean()
+    assert by_correct[True] > by_correct[False]
+    # The slot of the answer does not decide: answers are spread over the screen places.
+    assert regular["answer_slot"].nunique() > 1 and regular["chosen_slot"].nunique() > 1
+
+
+def test_distinction_simulation_refuses_what_it_cannot_ground(sqlite_url: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from survey.distinction_service import answer_count
+    from testing.distinction_package import make_distinction_study
+
+    study = make_distinction_study(tmp_path, sqlite_url, name="nocams")  # no cams section: no heatmaps
+    assert main(["--db", sqlite_url, "--study", "nocams", "--raters", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "no cams section with per-candidate heatmaps" in err and "--task distinction" in err
+    assert answer_count(get_engine(sqlite_url), study.name) == 0  # nothing half-done
+    planted_distinction_package(tmp_path / "planted")
+    import_package(get_engine(sqlite_url), tmp_path / "planted")
+    assert main(["--db", sqlite_url, "--study", "planted", "--metrics", "x.csv"]) == 1
+    assert "--metrics and --rate are for pairwise studies" in capsys.readouterr().err
