@@ -62,6 +62,15 @@ def multinomial_weights(n: int, replicates: int, rng: np.random.Generator) -> np
     return np.bincount(draws.ravel(), minlength=replicates * n).reshape(replicates, n).astype(float)
 
 
+def weighted_sums(matrix_csc: sparse.csc_matrix, w: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Per replicate b: sum over cells of w[b, r] * M[r, i] * z[b, i] (rater weights w, item weights z).
+
+    The one kernel of every crossed bootstrap: designs that share item draws between groups (e.g.
+    methods in `analysis.distinction`) call it once per group with the same `z`.
+    """
+    return np.einsum("br,rb->b", w, matrix_csc @ z.T)
+
+
 def bilinear_replicates(
     table: CellTable,
     replicates: int,
@@ -83,8 +92,7 @@ def bilinear_replicates(
         b = min(block, replicates - start)
         if resample_raters and resample_items:
             w, z = multinomial_weights(n_raters, b, rng), multinomial_weights(n_items, b, rng)
-            num = np.einsum("br,rb->b", w, s_csc @ z.T)
-            den = np.einsum("br,rb->b", w, n_csc @ z.T)
+            num, den = weighted_sums(s_csc, w, z), weighted_sums(n_csc, w, z)
         elif resample_items:  # one-way: only the item margins matter
             z = multinomial_weights(n_items, b, rng)
             num, den = z @ np.asarray(s_csc.sum(0)).ravel(), z @ np.asarray(n_csc.sum(0)).ravel()
