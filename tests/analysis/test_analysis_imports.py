@@ -14,6 +14,7 @@ def test_analysis_never_imports_torch() -> None:
         "import sys\n"
         "import analysis.report, analysis.power, analysis.simulate, analysis.notebook, analysis.summary\n"
         "import analysis.load, analysis.mixed, analysis.multi, analysis.metrics, analysis.plots\n"
+        "import analysis.distinction, analysis.distinction_power, analysis.tasks, testing.distinction_votes\n"
         "from analysis.load import load_votes\n"
         "from analysis.simulate import simulate_votes\n"
         "load_votes(simulate_votes(3, 3, 0.7, 0.5, 1.0))\n"
