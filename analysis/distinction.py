@@ -133,7 +133,7 @@ def method_accuracy(
 ) -> dict:
     """One method's accuracy against chance: exact binomial test (one- and two-sided), Clopper-Pearson
     and Wilson intervals (answers as independent), and the two-way rater x item bootstrap (primary)."""
-    k, n = int(answers["y"].sum()), int(len(answers))
+    k, n = int(answers["y"].sum()), len(answers)
     test = binomial_summary(k, n, p0=CHANCE, confidence=confidence)
     two_way = bootstrap_rate(
         cell_table(answers["rater"], answers["item"], answers["y"]),
@@ -291,9 +291,15 @@ def accuracy_by_confidence(answers: pd.DataFrame, confidence: float = 0.95) -> l
     rows = []
     for level in CONFIDENCE_LEVELS:
         at = answers[answers["confidence"] == level]
-        test = binomial_summary(int(at["y"].sum()), int(len(at)), p0=CHANCE, confidence=confidence)
+        test = binomial_summary(int(at["y"].sum()), len(at), p0=CHANCE, confidence=confidence)
         rows.append(
-            {"confidence": level, "n": test["n"], "k": test["k"], "accuracy": test["rate"], "ci_exact": test["ci_exact"]}
+            {
+                "confidence": level,
+                "n": test["n"],
+                "k": test["k"],
+                "accuracy": test["rate"],
+                "ci_exact": test["ci_exact"],
+            }
         )
     return rows
 
@@ -307,7 +313,10 @@ def calibration_slope(answers: pd.DataFrame, confidence: float = 0.95) -> dict:
 
     data = answers[answers["confidence"].notna()]
     if len(data) < 10 or data["confidence"].nunique() < 2 or data["y"].nunique() < 2:
-        return {"fitted": False, "reason": "needs at least 10 answers, two confidence levels and both outcomes"}
+        return {
+            "fitted": False,
+            "reason": "needs at least 10 answers, two confidence levels and both outcomes",
+        }
     dummies = pd.get_dummies(data["method"].astype(str), dtype=float)
     exog = pd.concat([dummies, data["confidence"].astype(float).rename("confidence")], axis=1)
     groups = pd.factorize(data["rater"].astype(str))[0]
@@ -344,7 +353,9 @@ def calibration(
     slope, and mean confidence of correct vs wrong answers (HIVE's point: people are confident when wrong)."""
     rated = answers[answers["confidence"].notna()]
     band = np.select(
-        [rated["confidence"].isin(HIGH_CONFIDENCE), rated["confidence"].isin(LOW_CONFIDENCE)], ["high", "low"], ""
+        [rated["confidence"].isin(HIGH_CONFIDENCE), rated["confidence"].isin(LOW_CONFIDENCE)],
+        ["high", "low"],
+        "",
     )
     banded = rated.assign(band=band)
     contrast: dict = {"high": list(HIGH_CONFIDENCE), "low": list(LOW_CONFIDENCE)}
@@ -363,11 +374,17 @@ def calibration(
             "ci_bootstrap": percentile_interval(reps["high"] - reps["low"], confidence),
         }
     else:
-        contrast |= {"estimate": None, "ci_bootstrap": None, "note": "needs answers at both high and low confidence"}
+        contrast |= {
+            "estimate": None,
+            "ci_bootstrap": None,
+            "note": "needs answers at both high and low confidence",
+        }
     mean_conf = rated.groupby("correct")["confidence"].mean()
     return {
         "levels": accuracy_by_confidence(answers, confidence),
-        "by_method": {m: accuracy_by_confidence(answers[answers["method"] == m], confidence) for m in methods},
+        "by_method": {
+            m: accuracy_by_confidence(answers[answers["method"] == m], confidence) for m in methods
+        },
         "high_minus_low": contrast,
         "slope": calibration_slope(answers, confidence),
         "mean_confidence": {
@@ -378,14 +395,19 @@ def calibration(
     }
 
 
-def runner_up(answers: pd.DataFrame, *, confidence: float = 0.95, replicates: int = 2000, seed: int = 0) -> dict:
+def runner_up(
+    answers: pd.DataFrame, *, confidence: float = 0.95, replicates: int = 2000, seed: int = 0
+) -> dict:
     """Among wrong answers, the share that picked the runner-up class (rank 2), against 1/3 (random
     among the three wrong maps): exact binomial test and the two-way bootstrap; plus counts by rank."""
     wrong = answers[~answers["correct"]]
     on_second = (wrong["chosen_rank"] == 2).astype(float)
-    test = binomial_summary(int(on_second.sum()), int(len(wrong)), p0=RUNNER_UP_CHANCE, confidence=confidence)
+    test = binomial_summary(int(on_second.sum()), len(wrong), p0=RUNNER_UP_CHANCE, confidence=confidence)
     two_way = bootstrap_rate(
-        cell_table(wrong["rater"], wrong["item"], on_second), replicates=replicates, seed=seed, confidence=confidence
+        cell_table(wrong["rater"], wrong["item"], on_second),
+        replicates=replicates,
+        seed=seed,
+        confidence=confidence,
     )
     ranks = answers["chosen_rank"].value_counts()
     return {
@@ -420,7 +442,7 @@ def accuracy_only(answers: DistinctionAnswers, *, confidence: float, replicates:
     regular = answers.regular
     methods = [m for m in answers.methods if (regular["method"] == m).any()]
     return {
-        "n_answers": int(len(regular)),
+        "n_answers": len(regular),
         "n_raters": int(regular["rater"].nunique()),
         "n_items": int(regular["item"].nunique()),
         "methods": {
@@ -447,7 +469,9 @@ def design_facts(answers: DistinctionAnswers, everything: DistinctionAnswers) ->
     return {
         "raters_nested_in_methods": bool((per_rater <= 1).all()),
         "items_crossed_with_methods": bool((shown == len(answers.methods)).all()),
-        "raters_per_method": {m: int(regular.loc[regular["method"] == m, "rater"].nunique()) for m in answers.methods},
+        "raters_per_method": {
+            m: int(regular.loc[regular["method"] == m, "rater"].nunique()) for m in answers.methods
+        },
         "items_per_method": {m: int(items_per_method.get(m, 0)) for m in answers.methods},
         "attention_checks": int(f["attention_check"].sum()),
         "failed_checks": int(f["failed_check"].sum()),
@@ -465,12 +489,16 @@ def distinction_warnings(result: dict, confidence: float) -> list[str]:
             "the difference bootstrap draws raters once for all methods."
         )
     if not design["items_crossed_with_methods"]:
-        out.append("Distinction task: not every item was shown under every method; differences mix item sets.")
+        out.append(
+            "Distinction task: not every item was shown under every method; differences mix item sets."
+        )
     if result["n_items"] < 10:
         out.append(f"Distinction task: only {result['n_items']} items; intervals are too narrow with so few.")
     for m, r in result["methods"].items():
         if r["n_raters"] < 2:
-            out.append(f"Distinction task: method {m} has {r['n_raters']} rater(s); its interval ignores rater spread.")
+            out.append(
+                f"Distinction task: method {m} has {r['n_raters']} rater(s); its interval ignores rater spread."
+            )
         ci, p = r["ci_bootstrap"], r["p_greater"]
         if ci and p is not None and (p < 1 - confidence) != (ci[0] > CHANCE):
             out.append(
@@ -490,7 +518,11 @@ def distinction_conclusion(result: dict, confidence: float, who: str = "people")
         ci = r["ci_bootstrap"]
         if r["accuracy"] is None or ci is None:
             continue
-        verdict = "above chance" if ci[0] > CHANCE else ("below chance" if ci[1] < CHANCE else "not distinguishable from chance")
+        verdict = (
+            "above chance"
+            if ci[0] > CHANCE
+            else ("below chance" if ci[1] < CHANCE else "not distinguishable from chance")
+        )
         parts.append(
             f"with {m} maps {who} picked the model's prediction in {r['accuracy']:.1%} of {r['n_answers']} answers "
             f"({r['n_raters']} raters x {r['n_items']} items; two-way {level} interval [{ci[0]:.1%}, {ci[1]:.1%}]): "
@@ -501,7 +533,9 @@ def distinction_conclusion(result: dict, confidence: float, who: str = "people")
         if ci is None:
             continue
         verdict = (
-            f"{d['a']} helps more" if ci[0] > 0 else (f"{d['b']} helps more" if ci[1] < 0 else "no difference shown")
+            f"{d['a']} helps more"
+            if ci[0] > 0
+            else (f"{d['b']} helps more" if ci[1] < 0 else "no difference shown")
         )
         parts.append(
             f"{d['a']} - {d['b']}: {100 * d['estimate']:+.1f} points [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]: {verdict}"
@@ -542,15 +576,25 @@ def distinction_results(
     elif not mixed:
         result["mixed_model"] = {"fitted": False, "reason": "turned off (--no-mixed)"}
     elif n > mixed_max_votes:
-        result["mixed_model"] = {"fitted": False, "reason": f"skipped: {n} answers > --mixed-max-votes {mixed_max_votes}"}
+        result["mixed_model"] = {
+            "fitted": False,
+            "reason": f"skipped: {n} answers > --mixed-max-votes {mixed_max_votes}",
+        }
     else:
         result["mixed_model"] = mixed_difference(regular, methods, confidence)
-    result["calibration"] = calibration(regular, methods, confidence=confidence, replicates=replicates, seed=seed + 200)
+    result["calibration"] = calibration(
+        regular, methods, confidence=confidence, replicates=replicates, seed=seed + 200
+    )
     result["runner_up"] = {
         "chance": RUNNER_UP_CHANCE,
         "all": runner_up(regular, confidence=confidence, replicates=replicates, seed=seed + 300),
         "methods": {
-            m: runner_up(regular[regular["method"] == m], confidence=confidence, replicates=replicates, seed=seed + 301 + k)
+            m: runner_up(
+                regular[regular["method"] == m],
+                confidence=confidence,
+                replicates=replicates,
+                seed=seed + 301 + k,
+            )
             for k, m in enumerate(methods)
         },
     }
@@ -559,8 +603,13 @@ def distinction_results(
     without = accuracy_only(answers, confidence=confidence, replicates=replicates, seed=seed)
     result["without_exclusions"] = {
         "n_answers": without["n_answers"],
-        "methods": {m: {k: r[k] for k in ("accuracy", "n_answers", "ci_bootstrap", "p_greater")} for m, r in without["methods"].items()},
-        "differences": [{k: d[k] for k in ("a", "b", "estimate", "ci_bootstrap")} for d in without["differences"]],
+        "methods": {
+            m: {k: r[k] for k in ("accuracy", "n_answers", "ci_bootstrap", "p_greater")}
+            for m, r in without["methods"].items()
+        },
+        "differences": [
+            {k: d[k] for k in ("a", "b", "estimate", "ci_bootstrap")} for d in without["differences"]
+        ],
     }
     result["warnings"] = distinction_warnings(result, confidence) + list(kept.notes)
     result["conclusion"] = distinction_conclusion(result, confidence, who)

@@ -53,7 +53,7 @@ class DistinctionAnswers:
     source: str
     notes: tuple[str, ...] = field(default=())
 
-    def with_frame(self, frame: pd.DataFrame) -> "DistinctionAnswers":
+    def with_frame(self, frame: pd.DataFrame) -> DistinctionAnswers:
         """The same study facts around another (e.g. filtered) frame."""
         return DistinctionAnswers(frame, self.study, self.methods, self.source, self.notes)
 
@@ -64,7 +64,9 @@ class DistinctionAnswers:
         return f[~f["attention_check"] & (f["repeat"] == 0)]
 
 
-def _integers(frame: pd.DataFrame, column: str, low: int, high: int, source: str, *, optional: bool) -> pd.Series:
+def _integers(
+    frame: pd.DataFrame, column: str, low: int, high: int, source: str, *, optional: bool
+) -> pd.Series:
     """A column of whole numbers in [low, high]; NaN allowed only when `optional`."""
     values = pd.to_numeric(frame[column], errors="coerce").astype(float)
     raw_missing = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
@@ -105,10 +107,14 @@ def prepare_distinction(
         frame[column] = _text(frame[column])
         empty = int((frame[column] == "").sum())
         if empty:
-            raise VotesError(f"{source}: {empty} distinction answer(s) have an empty {column}; re-export the votes")
+            raise VotesError(
+                f"{source}: {empty} distinction answer(s) have an empty {column}; re-export the votes"
+            )
     studies = sorted(frame["study"].unique())
     if len(studies) != 1:
-        raise VotesError(f"{source}: distinction answers of several studies ({', '.join(studies)}); choose one with --study")
+        raise VotesError(
+            f"{source}: distinction answers of several studies ({', '.join(studies)}); choose one with --study"
+        )
     frame["label"] = _text(frame["label"]) if "label" in frame else ""
     frame["attention_check"] = _parse_bool(frame["attention_check"], "attention_check", source)
     frame["rater_finished"] = (
@@ -133,7 +139,9 @@ def prepare_distinction(
     regular = ~frame["attention_check"]
     no_rank = regular & frame["chosen_rank"].isna()
     if no_rank.any():
-        raise VotesError(f"{source}: {int(no_rank.sum())} distinction answer(s) on regular items have no chosen_rank")
+        raise VotesError(
+            f"{source}: {int(no_rank.sum())} distinction answer(s) on regular items have no chosen_rank"
+        )
     odd = regular & ((frame["chosen_rank"] == 1) != frame["correct"])
     if odd.any():
         raise VotesError(
@@ -145,7 +153,9 @@ def prepare_distinction(
     else:  # later showings of the same (rater, item) count as repeats, as for pairwise votes
         order = [c for c in ("rater", "position", "created_at") if c in frame][:2]
         ordered = frame.sort_values(order, kind="stable")
-        frame["repeat"] = ordered.groupby(["rater", "item"], sort=False).cumcount().clip(upper=1).astype(np.int64)
+        frame["repeat"] = (
+            ordered.groupby(["rater", "item"], sort=False).cumcount().clip(upper=1).astype(np.int64)
+        )
     frame["failed_check"] = frame["attention_check"] & ~frame["correct"]
     frame["y"] = frame["correct"].astype(float)
     methods = sorted(frame["method"].unique())
@@ -160,9 +170,13 @@ def prepare_distinction(
         notes.append("distinction answers have no rater_finished column: every rater counts as finished")
     frame["rater"] = frame["rater"].astype("category")
     frame["item"] = frame["item"].astype("category")
-    answers = DistinctionAnswers(frame.reset_index(drop=True), study or studies[0], tuple(methods), source, tuple(notes))
+    answers = DistinctionAnswers(
+        frame.reset_index(drop=True), study or studies[0], tuple(methods), source, tuple(notes)
+    )
     if answers.regular.empty:
-        raise VotesError(f"{source}: no distinction answer on a regular item (only attention checks or repeats)")
+        raise VotesError(
+            f"{source}: no distinction answer on a regular item (only attention checks or repeats)"
+        )
     return answers
 
 

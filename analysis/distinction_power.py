@@ -120,8 +120,15 @@ def plan_design(
     rows = pd.DataFrame(
         [
             simulate_difference(
-                n_raters, n_items, accuracies, rater_sd, item_sd, item_method_sd, rng,
-                replicates=replicates, confidence=confidence,
+                n_raters,
+                n_items,
+                accuracies,
+                rater_sd,
+                item_sd,
+                item_method_sd,
+                rng,
+                replicates=replicates,
+                confidence=confidence,
             )
             for _ in range(sims)
         ]
@@ -158,8 +165,18 @@ def plan(
     difference's interval is at most `target_half_width`."""
     designs = [(r, i) for r in raters for i in items]
     grid = [
-        plan_design(r, i, accuracies, rater_sd, item_sd, item_method_sd, sims=sims, replicates=replicates,
-                    confidence=confidence, seed=seed + k)
+        plan_design(
+            r,
+            i,
+            accuracies,
+            rater_sd,
+            item_sd,
+            item_method_sd,
+            sims=sims,
+            replicates=replicates,
+            confidence=confidence,
+            seed=seed + k,
+        )
         for k, (r, i) in enumerate(tqdm(designs, desc="designs", disable=not progress, file=sys.stderr))
     ]
     meeting = [g for g in grid if g["half_width_mean"] <= target_half_width]
@@ -167,7 +184,9 @@ def plan(
     return {
         "design": {
             "accuracies": list(accuracies),
-            "marginal_accuracies": [marginal_accuracy(a, rater_sd, item_sd, item_method_sd) for a in accuracies],
+            "marginal_accuracies": [
+                marginal_accuracy(a, rater_sd, item_sd, item_method_sd) for a in accuracies
+            ],
             "rater_sd": rater_sd,
             "item_sd": item_sd,
             "item_method_sd": item_method_sd,
@@ -194,23 +213,46 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--raters", type=lambda t: _numbers(int, t), default=[10, 20, 30],
-                        help="raters PER METHOD to try, comma-separated")
-    parser.add_argument("--items", type=lambda t: _numbers(int, t), default=[20, 40],
-                        help="items (each shown under every method) to try, comma-separated")
-    parser.add_argument("--accuracy", type=lambda t: _numbers(float, t), default=[0.5, 0.35],
-                        help="accuracy of a typical rater on a typical item, per method (two values: A,B; "
-                        "the planned difference is A - B); chance is 0.25")
+    parser.add_argument(
+        "--raters",
+        type=lambda t: _numbers(int, t),
+        default=[10, 20, 30],
+        help="raters PER METHOD to try, comma-separated",
+    )
+    parser.add_argument(
+        "--items",
+        type=lambda t: _numbers(int, t),
+        default=[20, 40],
+        help="items (each shown under every method) to try, comma-separated",
+    )
+    parser.add_argument(
+        "--accuracy",
+        type=lambda t: _numbers(float, t),
+        default=[0.5, 0.35],
+        help="accuracy of a typical rater on a typical item, per method (two values: A,B; "
+        "the planned difference is A - B); chance is 0.25",
+    )
     parser.add_argument("--rater-sd", type=float, default=0.5, help="sd of rater effects (logit scale)")
-    parser.add_argument("--item-sd", type=float, default=1.0,
-                        help="sd of item effects shared by every method (logit scale)")
-    parser.add_argument("--item-method-sd", type=float, default=0.5,
-                        help="sd of item x method effects (logit scale): how much a method's help varies by image")
-    parser.add_argument("--half-width", type=float, default=0.1,
-                        help="target half-width of the difference's interval (accuracy points, 0.1 = 10 points)")
+    parser.add_argument(
+        "--item-sd", type=float, default=1.0, help="sd of item effects shared by every method (logit scale)"
+    )
+    parser.add_argument(
+        "--item-method-sd",
+        type=float,
+        default=0.5,
+        help="sd of item x method effects (logit scale): how much a method's help varies by image",
+    )
+    parser.add_argument(
+        "--half-width",
+        type=float,
+        default=0.1,
+        help="target half-width of the difference's interval (accuracy points, 0.1 = 10 points)",
+    )
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals")
     parser.add_argument("--sims", type=int, default=200, help="simulated studies per design")
-    parser.add_argument("--bootstrap", type=int, default=300, metavar="B", help="bootstrap replicates per study")
+    parser.add_argument(
+        "--bootstrap", type=int, default=300, metavar="B", help="bootstrap replicates per study"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--out", metavar="JSON", help="also write the results as JSON")
     return parser
@@ -248,7 +290,11 @@ def print_plan(result: dict) -> None:
         ("coverage", "Coverage of the true difference"),
     ):
         print(f"\n{title} (rows: raters per method, columns: items):")
-        print(grid.pivot(index="raters_per_method", columns="items", values=column).to_string(float_format=lambda x: f"{x:.3f}"))
+        print(
+            grid.pivot(index="raters_per_method", columns="items", values=column).to_string(
+                float_format=lambda x: f"{x:.3f}"
+            )
+        )
     best = result["smallest"]
     if best:
         print(
@@ -257,8 +303,10 @@ def print_plan(result: dict) -> None:
             f"power {best['power']:.2f}"
         )
     else:
-        print(f"\nNo design in the grid reaches half-width {d['target_half_width']}: add items first (item x method "
-              "effects do not shrink with more raters), then raters.")
+        print(
+            f"\nNo design in the grid reaches half-width {d['target_half_width']}: add items first (item x method "
+            "effects do not shrink with more raters), then raters."
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,9 +316,18 @@ def main(argv: list[str] | None = None) -> int:
         print("error: " + "; ".join(issues), file=sys.stderr)
         return 2
     result = plan(
-        args.raters, args.items, args.accuracy, args.rater_sd, args.item_sd, args.item_method_sd,
-        target_half_width=args.half_width, sims=args.sims, replicates=args.bootstrap,
-        confidence=args.confidence, seed=args.seed, progress=True,
+        args.raters,
+        args.items,
+        args.accuracy,
+        args.rater_sd,
+        args.item_sd,
+        args.item_method_sd,
+        target_half_width=args.half_width,
+        sims=args.sims,
+        replicates=args.bootstrap,
+        confidence=args.confidence,
+        seed=args.seed,
+        progress=True,
     )
     print_plan(result)
     if args.out:

@@ -484,7 +484,7 @@ def distinction_blocks(d: dict, with_conclusion: bool = True) -> list[Block]:
         Block("table", pd.DataFrame(level_rows)),
         Block(
             "p",
-            f"High (4-5) minus low (1-2) confidence accuracy: "
+            "High (4-5) minus low (1-2) confidence accuracy: "
             + (f"{100 * hl['estimate']:+.1f} points, two-way {fmt_ci(hl['ci_bootstrap'])}. " if hl["estimate"] is not None else "n/a. ")
             + slope_text
             + f" Mean confidence when correct {fmt_num(mc['correct'], 2)}, when wrong {fmt_num(mc['wrong'], 2)}"

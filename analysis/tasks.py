@@ -55,10 +55,14 @@ def _pick_study(raw: pd.DataFrame, study: str | None, source: str) -> pd.DataFra
     studies = sorted(names.unique())
     if study is not None:
         if study not in studies:
-            raise VotesError(f"{source} has no votes of study {study!r} (studies present: {', '.join(studies)})")
+            raise VotesError(
+                f"{source} has no votes of study {study!r} (studies present: {', '.join(studies)})"
+            )
         return raw[names == study]
     if len(studies) > 1:
-        raise VotesError(f"{source} holds votes of several studies ({', '.join(studies)}); choose one with --study")
+        raise VotesError(
+            f"{source} holds votes of several studies ({', '.join(studies)}); choose one with --study"
+        )
     return raw
 
 
@@ -87,9 +91,15 @@ def study_votes(
         else None
     )
     if pairwise is None and baseline is not None:
-        raise VotesError(f"--baseline {baseline!r}: the study has no pairwise votes (only distinction answers)")
+        raise VotesError(
+            f"--baseline {baseline!r}: the study has no pairwise votes (only distinction answers)"
+        )
     if pairwise is not None:  # the pairwise proposed method leads the differences when it was also shown here
-        shown = set(distinction_rows["method"].astype("string").str.strip()) if "method" in distinction_rows else set()
+        shown = (
+            set(distinction_rows["method"].astype("string").str.strip())
+            if "method" in distinction_rows
+            else set()
+        )
         proposed = pairwise.proposed if pairwise.proposed in shown else None
     distinction = (
         prepare_distinction(distinction_rows, source=source, study=study, proposed=proposed)

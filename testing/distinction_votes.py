@@ -108,7 +108,9 @@ def simulate_distinction_votes(
             rows["method"] = method
             rows["rater_finished"] = r < n_raters - unfinished_raters
             rows["response_ms"] = (
-                rng.lognormal(np.log(300 if careless[k, r] else 4000), 0.3, len(rows)).round().astype(np.int64)
+                rng.lognormal(np.log(300 if careless[k, r] else 4000), 0.3, len(rows))
+                .round()
+                .astype(np.int64)
             )
             frames.append(rows)
     out = pd.concat(frames, ignore_index=True)
@@ -116,14 +118,16 @@ def simulate_distinction_votes(
     other = (answer + rng.integers(1, 4, size=len(out))) % 4  # any index but the answer
     out["answer_index"] = answer
     out["chosen_index"] = np.where(out["correct"], answer, other)
-    out["created_at"] = (
-        pd.Timestamp(start) + pd.to_timedelta(out["position"] * 10, unit="s")
-    ).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out["created_at"] = (pd.Timestamp(start) + pd.to_timedelta(out["position"] * 10, unit="s")).dt.strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
     out["study"] = study
     out["task"] = "distinction"
     out["label"] = np.where(out["attention_check"], "check", "label")
     out["repeat"] = 0
-    for column in VOTE_COLUMNS + EXTRA_COLUMNS:  # the pairwise columns exist in the one votes table, empty here
+    for column in (
+        VOTE_COLUMNS + EXTRA_COLUMNS
+    ):  # the pairwise columns exist in the one votes table, empty here
         if column not in out:
             out[column] = ""
     out = out[list(VOTE_COLUMNS) + list(EXTRA_COLUMNS) + list(DISTINCTION_EXTRA)]

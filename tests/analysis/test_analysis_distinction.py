@@ -42,8 +42,15 @@ def regular(frame: pd.DataFrame, **kwargs) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def study() -> pd.DataFrame:
     return simulate_distinction_votes(
-        12, 20, {"vib": 0.55, "gradcam": 0.35}, calibration_slope=0.4, attention_checks=2,
-        check_failers=1, unfinished_raters=1, careless_raters=1, seed=1,
+        12,
+        20,
+        {"vib": 0.55, "gradcam": 0.35},
+        calibration_slope=0.4,
+        attention_checks=2,
+        check_failers=1,
+        unfinished_raters=1,
+        careless_raters=1,
+        seed=1,
     )
 
 
@@ -56,22 +63,28 @@ def test_binomial_results_match_scipy_and_statsmodels(study: pd.DataFrame) -> No
     result = method_accuracy(vib, replicates=200)
     k, n = int(vib["correct"].sum()), len(vib)
     assert (result["k"], result["n_answers"]) == (k, n) and result["accuracy"] == pytest.approx(k / n)
-    assert result["p_greater"] == pytest.approx(stats.binomtest(k, n, 0.25, alternative="greater").pvalue, rel=1e-12)
+    assert result["p_greater"] == pytest.approx(
+        stats.binomtest(k, n, 0.25, alternative="greater").pvalue, rel=1e-12
+    )
     assert result["p_two_sided"] == pytest.approx(stats.binomtest(k, n, 0.25).pvalue, rel=1e-12)
     assert result["ci_exact"] == pytest.approx(list(proportion_confint(k, n, 0.05, method="beta")), abs=1e-9)
-    assert result["ci_wilson"] == pytest.approx(list(proportion_confint(k, n, 0.05, method="wilson")), abs=1e-9)
+    assert result["ci_wilson"] == pytest.approx(
+        list(proportion_confint(k, n, 0.05, method="wilson")), abs=1e-9
+    )
     assert result["n_raters"] == vib["rater"].nunique() and result["n_items"] == 20
 
 
 def test_mixed_model_difference_agrees_with_the_pooled_estimate() -> None:
-    answers = regular(simulate_distinction_votes(12, 20, {"vib": 0.55, "gradcam": 0.35}, item_method_sd=0.3, seed=12))
+    answers = regular(
+        simulate_distinction_votes(12, 20, {"vib": 0.55, "gradcam": 0.35}, item_method_sd=0.3, seed=12)
+    )
     boot = method_differences(answers, ["vib", "gradcam"], replicates=500)[0]
     mixed = mixed_difference(answers, ["vib", "gradcam"])
     assert mixed["fitted"], mixed
     (diff,) = mixed["differences"]
     # balanced design (every rater answers every item): the GLS estimate is the difference of means
     assert diff["estimate"] == pytest.approx(boot["estimate"], abs=1e-6)
-    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    width = lambda ci: ci[1] - ci[0]
     assert 0.5 < width(diff["ci"]) / width(boot["ci_bootstrap"]) < 2
 
 
@@ -107,9 +120,11 @@ def test_accuracy_interval_covers_near_nominal_and_the_binomial_does_not() -> No
 
 def test_difference_interval_respects_rater_clustering() -> None:
     """With a large rater effect, ignoring raters (Wald, items-only) gives intervals that are too narrow."""
-    frame = simulate_distinction_votes(10, 30, {"vib": 0.5, "gradcam": 0.4}, rater_sd=1.5, item_sd=0.3, seed=4)
+    frame = simulate_distinction_votes(
+        10, 30, {"vib": 0.5, "gradcam": 0.4}, rater_sd=1.5, item_sd=0.3, seed=4
+    )
     (diff,) = method_differences(regular(frame), ["vib", "gradcam"], replicates=1000)
-    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    width = lambda ci: ci[1] - ci[0]
     assert width(diff["ci_bootstrap"]) > 1.4 * width(diff["ci_naive"])
     assert width(diff["ci_bootstrap"]) > 1.4 * width(diff["ci_items_only"])
     # and the wide interval is the right one: over simulated studies the naive one misses the truth
@@ -245,7 +260,15 @@ def test_report_command_on_a_distinction_only_study(tmp_path: Path, study: pd.Da
     d = summary["distinction"]
     for method in ("vib", "gradcam"):
         entry = d["methods"][method]
-        assert set(entry) >= {"accuracy", "n_answers", "n_raters", "p_greater", "p_two_sided", "ci_exact", "ci_bootstrap"}
+        assert set(entry) >= {
+            "accuracy",
+            "n_answers",
+            "n_raters",
+            "p_greater",
+            "p_two_sided",
+            "ci_exact",
+            "ci_bootstrap",
+        }
         assert entry["ci_bootstrap"][0] <= entry["accuracy"] <= entry["ci_bootstrap"][1]
     assert d["differences"][0]["a"] == "vib" and d["differences"][0]["ci_bootstrap"][0] > 0
     assert [row["confidence"] for row in d["calibration"]["levels"]] == [1, 2, 3, 4, 5]
@@ -264,3 +287,35 @@ def test_simulated_raters_are_named_in_the_distinction_conclusion(study: pd.Data
     result = run_analysis(load_study(sim), options=FAST)
     assert result.summary["conclusion"].startswith("Simulated raters, not people")
     assert "simulated raters picked" in result.summary["conclusion"]
+
+
+def test_one_method_and_edge_cases(study: pd.DataFrame, tmp_path: Path) -> None:
+    one = simulate_distinction_votes(6, 10, {"vib": 0.5}, seed=13)
+    result = run_analysis(load_study(one), options=FAST)
+    d = result.summary["distinction"]
+    assert list(d["methods"]) == ["vib"] and d["differences"] == []
+    assert "one method" in d["mixed_model"]["reason"]
+    assert "Differences between methods" not in to_markdown(build_blocks(result), "t")
+    with pytest.raises(VotesError, match="every distinction answer was excluded"):
+        run_analysis(load_study(study.assign(rater_finished=False)), options=FAST)
+    with pytest.raises(VotesError, match="no pairwise votes"):
+        load_study(study, baseline="gradcam")
+    with pytest.raises(VotesError, match="not a method"):
+        load_study(study, proposed="lime")
+    with pytest.raises(VotesError, match="several studies"):
+        load_study(with_task(_pairwise(), study.assign(study="other")))
+    both = load_study(with_task(_pairwise(), study.assign(study="other")), "other")
+    assert both.pairwise is None and both.distinction.study == "other"
+    html = tmp_path / "r"
+    csv = save_votes_csv(study, tmp_path / "votes.csv")
+    assert report_main(["--votes", str(csv), "--out", str(html), "--bootstrap", "200", "--no-mixed"]) == 0
+    page = (html / "report.html").read_text()
+    assert "<h2>Distinction task</h2>" in page and "data:image/png;base64," in page
+    summary = json.loads((html / "summary.json").read_text())
+    assert summary["distinction"]["mixed_model"]["reason"] == "turned off (--no-mixed)"
+    # the exclusion flags reach the distinction answers too
+    kept = tmp_path / "kept"
+    assert report_main(["--votes", str(csv), "--out", str(kept), "--bootstrap", "200", "--no-exclusions"]) == 0
+    everything = json.loads((kept / "summary.json").read_text())["distinction"]
+    assert everything["exclusions"]["votes_excluded"] == 0
+    assert everything["n_answers"] == summary["distinction"]["without_exclusions"]["n_answers"]

@@ -23,7 +23,9 @@ def test_simulated_answers_have_the_planned_accuracy() -> None:
 
 
 def test_precision_improves_with_raters_and_items_and_items_set_a_floor() -> None:
-    result = plan([10, 40], [10, 40], [0.5, 0.35], 0.5, 1.0, 0.8, target_half_width=0.12, sims=60, replicates=200)
+    result = plan(
+        [10, 40], [10, 40], [0.5, 0.35], 0.5, 1.0, 0.8, target_half_width=0.12, sims=60, replicates=200
+    )
     grid = {(g["raters_per_method"], g["items"]): g for g in result["grid"]}
     assert grid[(40, 40)]["half_width_mean"] < grid[(10, 40)]["half_width_mean"]
     assert grid[(40, 40)]["half_width_mean"] < grid[(40, 10)]["half_width_mean"]
@@ -36,8 +38,25 @@ def test_precision_improves_with_raters_and_items_and_items_set_a_floor() -> Non
 
 def test_cli_plans_a_distinction_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "plan.json"
-    rc = main(["distinction", "--raters", "5,10", "--items", "10", "--accuracy", "0.5,0.3", "--sims", "20",
-               "--bootstrap", "100", "--half-width", "0.3", "--out", str(out)])
+    rc = main(
+        [
+            "distinction",
+            "--raters",
+            "5,10",
+            "--items",
+            "10",
+            "--accuracy",
+            "0.5,0.3",
+            "--sims",
+            "20",
+            "--bootstrap",
+            "100",
+            "--half-width",
+            "0.3",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "Mean half-width" in text and "Smallest design" in text
