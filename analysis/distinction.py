@@ -250,13 +250,12 @@ def mixed_difference(answers: pd.DataFrame, methods: Sequence[str], confidence: 
             result = model.fit(reml=True, method=["lbfgs"])
         except (np.linalg.LinAlgError, ValueError) as exc:
             return {"fitted": False, "reason": f"MixedLM failed: {exc}"}
-    names = {f"C(method)[{m}]": m for m in methods}
-    params = result.fe_params
+    params = result.fe_params  # one coefficient per method, named C(method)[name]
     cov = result.cov_params().loc[params.index, params.index]
     z = stats.norm.ppf(0.5 + confidence / 2)
     diffs = []
     for a, b in combinations(methods, 2):
-        ka, kb = next(k for k, v in names.items() if v == a), next(k for k, v in names.items() if v == b)
+        ka, kb = f"C(method)[{a}]", f"C(method)[{b}]"
         est = float(params[ka] - params[kb])
         se = float(np.sqrt(cov.loc[ka, ka] + cov.loc[kb, kb] - 2 * cov.loc[ka, kb]))
         diffs.append(
