@@ -21,16 +21,15 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
-from scipy import sparse, stats
+from scipy import stats
 
 from analysis.binomial import binomial_summary
 from analysis.crossed import (
-    CellTable,
+    aligned_tables,
     bootstrap_rate,
     cell_table,
-    multinomial_weights,
+    grouped_replicates,
     percentile_interval,
-    weighted_sums,
 )
 from analysis.distinction_answers import CHANCE, CONFIDENCE_LEVELS, DistinctionAnswers, methods_per_rater
 from analysis.exclusions import ExclusionRules, exclude_rows
@@ -43,32 +42,7 @@ HIGH_CONFIDENCE = (4, 5)
 RUNNER_UP_CHANCE = 1 / 3
 
 
-# --- the shared bootstrap: items drawn once, raters within strata ---------------------------------
-
-
-def aligned_tables(
-    frame: pd.DataFrame, group: str, groups: Sequence[str], outcome: str = "y"
-) -> tuple[dict[str, CellTable], np.ndarray, np.ndarray]:
-    """One (rater x item) cell table per group over ONE rater and item index, so weights line up.
-
-    Returns the tables, the rater ids and the item ids (row and column order of every table).
-    """
-    rater_codes, raters = pd.factorize(frame["rater"].astype(str), sort=True)
-    item_codes, items = pd.factorize(frame["item"].astype(str), sort=True)
-    y = frame[outcome].to_numpy(dtype=float)
-    keys = frame[group].to_numpy()
-    shape = (len(raters), len(items))
-    tables = {}
-    for name in groups:
-        keep = (keys == name) & ~np.isnan(y)
-        r, i = rater_codes[keep], item_codes[keep]
-        tables[name] = CellTable(
-            sparse.csr_matrix((y[keep], (r, i)), shape=shape),
-            sparse.csr_matrix((np.ones(keep.sum()), (r, i)), shape=shape),
-            np.asarray(raters),
-            np.asarray(items),
-        )
-    return tables, np.asarray(raters), np.asarray(items)
+# --- design of the answers ---------------------------------------------------------------------------
 
 
 def rater_strata(frame: pd.DataFrame, raters: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -84,45 +58,6 @@ def rater_strata(frame: pd.DataFrame, raters: np.ndarray) -> tuple[np.ndarray, b
     method_of = frame.groupby(frame["rater"].astype(str), observed=True)["method"].first()
     codes, _ = pd.factorize(method_of.reindex(raters).to_numpy())
     return codes.astype(np.int64), True
-
-
-def stratified_weights(strata: np.ndarray, replicates: int, rng: np.random.Generator) -> np.ndarray:
-    """replicates x R bootstrap counts: each stratum's raters drawn with replacement within it."""
-    w = np.zeros((replicates, len(strata)))
-    for stratum in np.unique(strata):
-        members = np.flatnonzero(strata == stratum)
-        w[:, members] = multinomial_weights(len(members), replicates, rng)
-    return w
-
-
-def grouped_replicates(
-    tables: dict[str, CellTable],
-    strata: np.ndarray,
-    replicates: int,
-    rng: np.random.Generator,
-    *,
-    resample_raters: bool = True,
-    block: int = 256,
-) -> dict[str, np.ndarray]:
-    """Bootstrap replicates of every group's pooled rate under ONE draw of items per replicate.
-
-    Items are shared by all groups (crossed), raters are drawn within `strata`; with
-    `resample_raters=False` rater weights stay 1 (the naive "items only" variant). NaN marks a
-    replicate in which a group has no answer.
-    """
-    first = next(iter(tables.values()))
-    n_raters, n_items = first.shape
-    csc = {name: (t.successes.tocsc(), t.trials.tocsc()) for name, t in tables.items()}
-    out = {name: np.empty(replicates) for name in tables}
-    for start in range(0, replicates, block):
-        b = min(block, replicates - start)
-        z = multinomial_weights(n_items, b, rng)
-        w = stratified_weights(strata, b, rng) if resample_raters else np.ones((b, n_raters))
-        for name, (s, n) in csc.items():
-            num, den = weighted_sums(s, w, z), weighted_sums(n, w, z)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[name][start : start + b] = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-    return out
 
 
 # --- accuracy per method ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ with probability logistic(logit(acc_m) + u_r + v_i + w_im); u_r ~ N(0, rater_sd^
 v_i ~ N(0, item_sd^2) (some images are hard under every method: items are crossed with methods, so
 this part cancels in the difference), w_im ~ N(0, item_method_sd^2) (a method helps more on some
 images: it does not cancel). Each simulated study is analysed exactly as the report does
-(`analysis.distinction.grouped_replicates`: items drawn once, raters within methods).
+(`analysis.crossed.grouped_replicates`: items drawn once, raters within methods).
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import pandas as pd
 from scipy import sparse
 from tqdm import tqdm
 
-from analysis.crossed import CellTable, percentile_interval
-from analysis.distinction import grouped_replicates
+from analysis.crossed import CellTable, grouped_replicates, percentile_interval
 from analysis.simulate import logistic, logit, marginal_rate
 
 

@@ -319,3 +319,23 @@ def test_one_method_and_edge_cases(study: pd.DataFrame, tmp_path: Path) -> None:
     everything = json.loads((kept / "summary.json").read_text())["distinction"]
     assert everything["exclusions"]["votes_excluded"] == 0
     assert everything["n_answers"] == summary["distinction"]["without_exclusions"]["n_answers"]
+
+
+def test_grouped_bootstrap_draws_raters_within_methods_and_items_once() -> None:
+    from analysis.crossed import aligned_tables, bootstrap_rate, grouped_replicates, stratified_weights
+
+    rng = np.random.default_rng(0)
+    strata = np.array([0, 0, 0, 1, 1, 2])
+    w = stratified_weights(strata, 500, rng)
+    assert (w[:, :3].sum(1) == 3).all() and (w[:, 3:5].sum(1) == 2).all() and (w[:, 5] == 1).all()
+    frame = simulate_distinction_votes(10, 15, {"vib": 0.5, "gradcam": 0.3}, rater_sd=0.3, item_sd=1.5, seed=14)
+    answers = regular(frame)
+    tables, raters, items = aligned_tables(answers, "method", ["vib", "gradcam"])
+    assert tables["vib"].shape == tables["gradcam"].shape == (20, 15)
+    assert tables["vib"].trials.sum() + tables["gradcam"].trials.sum() == len(answers)
+    reps = grouped_replicates(tables, np.repeat([0, 1], 10), 2000, np.random.default_rng(1))
+    # one method's replicates are the two-way bootstrap of that method alone
+    alone = bootstrap_rate(tables["vib"], replicates=2000, seed=2)
+    assert reps["vib"].std() == pytest.approx(alone["se"], rel=0.15)
+    # items drawn once for both methods: shared item effects make the replicates correlate
+    assert np.corrcoef(reps["vib"], reps["gradcam"])[0, 1] > 0.2
