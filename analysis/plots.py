@@ -129,9 +129,10 @@ def distinction_plot(distinction: dict) -> bytes:
     left.errorbar(x, acc, yerr=_errors(acc, [c[0] for c in cis], [c[1] for c in cis]), fmt="o", capsize=4)
     left.axhline(distinction["chance"], color="black", lw=0.8, ls="--", label="chance (25 %)")
     left.set_xticks(x, methods)
+    left.set_xlim(-0.6, len(methods) - 0.4)
     left.set_ylim(0, 1)
     left.set_ylabel("accuracy (prediction's map chosen)")
-    left.set_title("Accuracy, two-way 95 % interval", fontsize=9)
+    left.set_title("Accuracy with its two-way rater x item interval", fontsize=9)
     left.legend(fontsize=8, loc="upper right")
     for m in methods:
         rows = [r for r in distinction["calibration"]["by_method"][m] if r["n"]]
