@@ -213,7 +213,7 @@ def run_analysis(
     step = progress or (lambda name: None)
     study = votes if isinstance(votes, StudyVotes) else StudyVotes(votes, None)
     if study.pairwise is None:
-        return _distinction_only(study.distinction, rules, options, step)
+        return _distinction_only(study.distinction, rules, options, step, metrics_given=metrics is not None)
     votes = study.pairwise
     step("exclusions")
     excluded = apply_exclusions(votes, rules)
@@ -327,11 +327,20 @@ def _distinction(
 
 
 def _distinction_only(
-    answers: DistinctionAnswers, rules: ExclusionRules, options: AnalysisOptions, step: Callable[[str], None]
+    answers: DistinctionAnswers,
+    rules: ExclusionRules,
+    options: AnalysisOptions,
+    step: Callable[[str], None],
+    metrics_given: bool = False,
 ) -> Analysis:
     """A study with distinction answers only: the pairwise analyses are skipped, with a note."""
     step("distinction task")
     result, items = _distinction(answers, rules, options)
+    if metrics_given:
+        result["warnings"].append(
+            "--metrics ignored: automatic metrics are correlated with pairwise preference, and this study "
+            "has no pairwise votes."
+        )
     summary = {
         "study": {"name": answers.study, "methods": list(answers.methods), "source": answers.source, "tasks": ["distinction"]},
         "pairwise": {"skipped": "the study has no pairwise (which map is better) votes, only distinction answers"},

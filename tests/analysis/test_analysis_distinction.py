@@ -313,6 +313,8 @@ def test_one_method_and_edge_cases(study: pd.DataFrame, tmp_path: Path) -> None:
     assert "<h2>Distinction task</h2>" in page and "data:image/png;base64," in page
     summary = json.loads((html / "summary.json").read_text())
     assert summary["distinction"]["mixed_model"]["reason"] == "turned off (--no-mixed)"
+    metrics = run_analysis(load_study(study), options=FAST, metrics=pd.DataFrame({"item": ["i-00000"]}))
+    assert any("--metrics ignored" in w for w in metrics.summary["warnings"])
     # the exclusion flags reach the distinction answers too
     kept = tmp_path / "kept"
     assert report_main(["--votes", str(csv), "--out", str(kept), "--bootstrap", "200", "--no-exclusions"]) == 0
