@@ -40,7 +40,7 @@ demo: venv ## The main job: train, make CAM pairs, open the survey on http://loc
 
 # The simulated raters look at the maps: each item's preference follows its energy-in-mask difference.
 demo-votes: venv ## Fill the demo study with 30 simulated raters driven by the maps' energy in mask
-	$(PY) -m survey.simulate_raters --db $(DB) --study demo --raters 30 --metrics studies/demo-metrics/metrics.csv
+	$(PY) -m scripts.simulate_raters --db $(DB) --study demo --raters 30 --metrics studies/demo-metrics/metrics.csv
 
 # --min-response-ms 0: simulated demo raters answer in milliseconds.
 report: venv ## Write the analysis report of the demo study and print where it is

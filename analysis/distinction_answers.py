@@ -14,27 +14,21 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from analysis.load import VotesError, _parse_bool
-
-#: Candidates per item (the model's top-4 classes): chance accuracy is 1 / CANDIDATES.
-CANDIDATES = 4
-CHANCE = 1 / CANDIDATES
-#: Confidence scale of the rater page.
-CONFIDENCE_LEVELS = (1, 2, 3, 4, 5)
-#: Columns a distinction row needs (besides `task`); `correct`, `label`, `position`, `repeat`,
-#: `rater_finished` and `created_at` are used when present.
-DISTINCTION_COLUMNS: tuple[str, ...] = (
-    "study",
-    "rater",
-    "item",
-    "method",
-    "chosen_index",
-    "answer_index",
-    "confidence",
-    "chosen_rank",
-    "attention_check",
-    "response_ms",
+from analysis.load import VotesError, as_votes_error
+from survey.votes_format import (
+    CANDIDATES,
+    CONFIDENCE_LEVELS,
+    DISTINCTION,
+    TASK_COLUMN,
+    parse_bools,
+    parse_ints,
 )
+
+#: Chance accuracy: one of the CANDIDATES maps (the model's top-4 classes) is the prediction's.
+CHANCE = 1 / CANDIDATES
+#: Columns a distinction row needs (the votes format's, besides `task`); `correct`, `label`,
+#: `position`, `repeat`, `rater_finished` and `created_at` are used when present.
+DISTINCTION_COLUMNS: tuple[str, ...] = tuple(c for c in DISTINCTION.required if c != TASK_COLUMN)
 
 
 @dataclass(frozen=True)
@@ -67,11 +61,11 @@ class DistinctionAnswers:
 def _integers(
     frame: pd.DataFrame, column: str, low: int, high: int, source: str, *, optional: bool
 ) -> pd.Series:
-    """A column of whole numbers in [low, high]; NaN allowed only when `optional`."""
-    values = pd.to_numeric(frame[column], errors="coerce").astype(float)
-    raw_missing = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
-    unreadable = values.isna() & ~raw_missing
-    bad = unreadable | (values.notna() & ((values < low) | (values > high) | (values % 1 != 0)))
+    """A column of whole numbers (the votes format's parsing) in [low, high], as float; NaN allowed
+    only when `optional`."""
+    with as_votes_error():
+        values = parse_ints(frame[column], column, source).astype("Float64").astype(float)
+    bad = values.notna() & ((values < low) | (values > high))
     if not optional:
         bad |= values.isna()
     if bad.any():
@@ -81,6 +75,11 @@ def _integers(
             f"(e.g. {example!r}); re-export the votes"
         )
     return values
+
+
+def _bools(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    with as_votes_error():
+        return parse_bools(frame[column], column, source)
 
 
 def _text(series: pd.Series) -> pd.Series:
@@ -116,10 +115,8 @@ def prepare_distinction(
             f"{source}: distinction answers of several studies ({', '.join(studies)}); choose one with --study"
         )
     frame["label"] = _text(frame["label"]) if "label" in frame else ""
-    frame["attention_check"] = _parse_bool(frame["attention_check"], "attention_check", source)
-    frame["rater_finished"] = (
-        _parse_bool(frame["rater_finished"], "rater_finished", source) if "rater_finished" in frame else True
-    )
+    frame["attention_check"] = _bools(frame, "attention_check", source)
+    frame["rater_finished"] = _bools(frame, "rater_finished", source) if "rater_finished" in frame else True
     frame["response_ms"] = pd.to_numeric(frame["response_ms"], errors="coerce").astype(float)
     last = CANDIDATES - 1
     frame["chosen_index"] = _integers(frame, "chosen_index", 0, last, source, optional=False).astype(np.int64)
@@ -128,7 +125,7 @@ def prepare_distinction(
     frame["chosen_rank"] = _integers(frame, "chosen_rank", 1, CANDIDATES, source, optional=True)
     derived = frame["chosen_index"] == frame["answer_index"]
     if "correct" in frame and frame["correct"].notna().any():
-        recorded = _parse_bool(frame["correct"], "correct", source)
+        recorded = _bools(frame, "correct", source)
         wrong = recorded != derived
         if wrong.any():
             raise VotesError(

@@ -6,8 +6,8 @@ names the file, the column or value, and what to do, instead of a stack trace de
 
 from __future__ import annotations
 
-import os
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.simulate import VOTE_COLUMNS
+from survey.votes_format import VotesFormatError, parse_bools, read_votes_csv, require_columns
 
 
 class VotesError(ValueError):
@@ -62,35 +62,21 @@ _METHOD_COLUMNS = (
     "baseline_method",
     "expected_method",
 )
-_TEXT_COLUMNS = (
-    "study",
-    "rater",
-    "item",
-    "label",
-    "left_method",
-    "right_method",
-    "chosen_method",
-    "proposed_method",
-    "baseline_method",
-    "chosen_side",
-    "expected_method",
-)
-_TRUE = {"true", "t", "1", "yes", "y"}
-_FALSE = {"false", "f", "0", "no", "n", ""}
+
+
+@contextmanager
+def as_votes_error() -> Iterator[None]:
+    """The votes format's own errors (`survey.votes_format`) as `VotesError`: callers catch one type
+    (also around the format's parsers in `analysis.distinction_answers`)."""
+    try:
+        yield
+    except VotesFormatError as exc:
+        raise VotesError(str(exc)) from None
 
 
 def _parse_bool(series: pd.Series, column: str, source: str) -> pd.Series:
-    if pd.api.types.is_bool_dtype(series.dtype):
-        return series.fillna(False).astype(bool)
-    if pd.api.types.is_numeric_dtype(series) and not series.isna().any():
-        values = set(np.unique(series.to_numpy()))
-        if values <= {0, 1}:
-            return series.astype(bool)
-    text = series.astype("string").fillna("").str.strip().str.lower()
-    bad = sorted(set(text.unique()) - _TRUE - _FALSE)
-    if bad:
-        raise VotesError(f"{source}: column {column!r} must be true/false, found {bad[:5]}")
-    return text.isin(_TRUE).astype(bool)
+    with as_votes_error():
+        return parse_bools(series, column, source)
 
 
 def _clean(series: pd.Series) -> tuple[pd.Series, np.ndarray, list[str]]:
@@ -107,27 +93,10 @@ def _clean(series: pd.Series) -> tuple[pd.Series, np.ndarray, list[str]]:
     return text, codes, labels
 
 
-def read_votes_csv(path: str | Path) -> pd.DataFrame:
-    """The raw rows of a votes CSV (no validation). Uses pyarrow's parser when available (fast at 1M rows)."""
-    path = Path(path)
-    if not path.is_file():
-        raise VotesError(f"votes CSV {path} does not exist; export one with `python -m survey.study export`")
-    text = {c: str for c in _TEXT_COLUMNS}  # ids such as "007" must stay text
-    try:
-        try:
-            return pd.read_csv(path, engine="pyarrow", dtype=text, dtype_backend="numpy_nullable")
-        except (ImportError, ValueError):
-            return pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError:
-        raise VotesError(f"votes CSV {path} is empty (not even a header row); re-export it") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise VotesError(f"votes CSV {path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
-
-
 def read_votes_db(url: str, study: str) -> pd.DataFrame:
     """Votes of `study` from the survey database via `survey.export.votes_frame` (contract C)."""
     try:
-        from survey.export import votes_frame  # lazy: the CSV path must work without the survey package
+        from survey.export import votes_frame  # lazy: the CSV path needs no database libraries
     except ImportError as exc:
         raise VotesError(
             f"cannot read a database: survey.export is not available ({exc}); "
@@ -139,26 +108,6 @@ def read_votes_db(url: str, study: str) -> pd.DataFrame:
         raise
     except Exception as exc:  # the survey layer's own errors (unknown study, bad URL) become one line
         raise VotesError(f"cannot read votes of study {study!r} from {url}: {exc}") from None
-
-
-def save_votes_csv(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write votes as a contract C CSV (true/false booleans), atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = frame.copy()
-    for column in ("attention_check", "rater_finished"):
-        if column in out and out[column].dtype == bool:
-            out[column] = np.where(out[column], "true", "false")
-    columns = [c for c in VOTE_COLUMNS if c in out] + [c for c in out.columns if c not in VOTE_COLUMNS]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            out[columns].to_csv(handle, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def prepare_votes(
@@ -174,12 +123,8 @@ def prepare_votes(
     `study` picks one study when the rows hold several; `proposed`/`baseline`, when given, must match
     the methods recorded in the votes (a guard against analysing the wrong study or a renamed method).
     """
-    missing = [c for c in VOTE_COLUMNS if c not in raw.columns]
-    if missing:
-        raise VotesError(
-            f"{source} is missing column(s) {', '.join(missing)}; a votes CSV needs "
-            f"{', '.join(VOTE_COLUMNS)} (export it with `python -m survey.study export`)"
-        )
+    with as_votes_error():
+        require_columns(raw.columns, source)
     frame = raw.copy()
     frame["study"], _, _ = _clean(frame["study"])
     studies = sorted(frame["study"].unique()) if len(frame) else []
@@ -327,12 +272,19 @@ def load_votes(
     One entry point for the command, the notebook and tests: the notebook's single `SOURCE` may be
     either a path or a URL.
     """
+    raw, name = read_votes_source(source, study)
+    return prepare_votes(raw, source=name, study=study, proposed=proposed, baseline=baseline)
+
+
+def read_votes_source(source: str | Path | pd.DataFrame, study: str | None = None) -> tuple[pd.DataFrame, str]:
+    """The raw rows of a CSV path, a database URL (then `study` is required) or a DataFrame, and the
+    source's name for messages: the one way every loader (`load_votes`, `analysis.tasks.load_study`)
+    reads votes. A CSV is read by the format's one reader, `survey.votes_format.read_votes_csv`."""
     if isinstance(source, pd.DataFrame):
-        raw, name = source, "votes frame"
-    elif looks_like_db_url(str(source)):
+        return source, "votes frame"
+    if looks_like_db_url(str(source)):
         if not study:
             raise VotesError(f"a database source ({source}) needs a study name: pass --study NAME")
-        raw, name = read_votes_db(str(source), study), f"database {source}"
-    else:
-        raw, name = read_votes_csv(source), f"votes CSV {source}"
-    return prepare_votes(raw, source=name, study=study, proposed=proposed, baseline=baseline)
+        return read_votes_db(str(source), study), f"database {source}"
+    with as_votes_error():
+        return read_votes_csv(source), f"votes CSV {source}"

@@ -41,7 +41,7 @@ STABLE_KEYS = (
     "exclusions",
 )
 
-#: Rater ids of python -m survey.simulate_raters start with this (survey.simulate_raters.SIMULATED_PREFIX).
+#: Rater ids of python -m scripts.simulate_raters start with this (the script imports it from here).
 SIMULATED_RATER_PREFIX = "sim"
 
 
@@ -369,7 +369,7 @@ def simulated_raters(raters: pd.Series) -> tuple[int, int]:
 def conclusion(summary: dict, options: AnalysisOptions) -> str:
     """One sentence a reader can quote, based on the primary (two-way bootstrap) interval.
 
-    Votes from `python -m survey.simulate_raters` are said to be simulated, in the sentence itself."""
+    Votes from `python -m scripts.simulate_raters` are said to be simulated, in the sentence itself."""
     rate, ci = summary["proposed_rate"], summary["two_way_bootstrap"]["ci"]
     name = summary["study"]["proposed"]
     if rate is None or ci is None:
@@ -389,7 +389,7 @@ def conclusion(summary: dict, options: AnalysisOptions) -> str:
         f"[{ci[0]:.1%}, {ci[1]:.1%}]): {verdict}."
     )
     if simulated == total and simulated:
-        return "Simulated raters, not people (python -m survey.simulate_raters): " + text
+        return "Simulated raters, not people (python -m scripts.simulate_raters): " + text
     if simulated:
         return f"{simulated} of {total} raters are simulated (ids {SIMULATED_RATER_PREFIX}-...): " + text
     return text

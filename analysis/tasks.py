@@ -1,7 +1,8 @@
 """One study's votes table, split by task: pairwise votes (`analysis.load`) and distinction answers.
 
-The votes table holds both kinds of rows (issue 14); a `task` column tells them apart ("pairwise"
-or "distinction"; absent or empty means pairwise, so every existing export is a pairwise study).
+The votes table holds both kinds of rows (issue 14); the `task` column tells them apart, by the
+votes format's rule (`survey.votes_format.task_of`: absent or empty means pairwise, so every
+existing export is a pairwise study).
 A table without distinction rows takes exactly the path `analysis.load.load_votes` takes, so
 pairwise results cannot change.
 """
@@ -14,10 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.distinction_answers import DistinctionAnswers, prepare_distinction
-from analysis.load import Votes, VotesError, looks_like_db_url, prepare_votes, read_votes_csv, read_votes_db
-
-TASK_COLUMN = "task"
-TASKS = ("pairwise", "distinction")
+from analysis.load import Votes, VotesError, as_votes_error, prepare_votes, read_votes_source
+from survey.votes_format import task_of
 
 
 @dataclass(frozen=True)
@@ -34,17 +33,6 @@ class StudyVotes:
     @property
     def source(self) -> str:
         return self.pairwise.source if self.pairwise is not None else self.distinction.source
-
-
-def task_of(raw: pd.DataFrame, source: str) -> pd.Series:
-    """Each row's task; refuses values other than pairwise / distinction / empty."""
-    if TASK_COLUMN not in raw:
-        return pd.Series("pairwise", index=raw.index, dtype=object)
-    task = raw[TASK_COLUMN].astype("string").fillna("").str.strip().str.lower().replace("", "pairwise")
-    bad = sorted(set(task.unique()) - set(TASKS))
-    if bad:
-        raise VotesError(f"{source}: column 'task' must be pairwise or distinction, found {bad[:5]}")
-    return task.astype(object)
 
 
 def _pick_study(raw: pd.DataFrame, study: str | None, source: str) -> pd.DataFrame:
@@ -76,7 +64,8 @@ def study_votes(
 ) -> StudyVotes:
     """Split raw rows by task and validate each part; a table without distinction rows is passed to
     `prepare_votes` untouched."""
-    task = task_of(raw, source)
+    with as_votes_error():  # the format's rule: absent or empty task = pairwise, other values refused
+        task = task_of(raw, source)
     if not (task == "distinction").any():
         return StudyVotes(
             prepare_votes(raw, source=source, study=study, proposed=proposed, baseline=baseline), None
@@ -120,14 +109,7 @@ def load_study(
 ) -> StudyVotes:
     """Votes of one study from a CSV path, a database URL (needs `study`) or a DataFrame, by task.
 
-    The reading is `analysis.load`'s; only the split by task is added.
+    The reading is `analysis.load.read_votes_source`; only the split by task is added.
     """
-    if isinstance(source, pd.DataFrame):
-        raw, name = source, "votes frame"
-    elif looks_like_db_url(str(source)):
-        if not study:
-            raise VotesError(f"a database source ({source}) needs a study name: pass --study NAME")
-        raw, name = read_votes_db(str(source), study), f"database {source}"
-    else:
-        raw, name = read_votes_csv(source), f"votes CSV {source}"
+    raw, name = read_votes_source(source, study)
     return study_votes(raw, source=name, study=study, proposed=proposed, baseline=baseline)

@@ -19,11 +19,12 @@ from pathlib import Path
 
 
 from analysis.exclusions import ExclusionRules
-from bench._common import add_smoke_flag, print_header
-from analysis.load import load_votes, save_votes_csv
+from testing.benchmark import add_smoke_flag, print_header
+from analysis.load import load_votes
 from analysis.report import write_report
-from analysis.simulate import simulate_votes
 from analysis.summary import AnalysisOptions, run_analysis
+from survey.votes_format import write_votes_csv
+from testing.simulated_votes import simulate_votes
 
 #: votes -> (raters, items): both grow, as when a study gets more images and more people.
 DESIGNS = {10_000: (100, 100), 100_000: (400, 250), 1_000_000: (1000, 1000)}
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             raters, items = DESIGNS[size]
-            csv = save_votes_csv(
+            csv = write_votes_csv(
                 simulate_votes(raters, items, 0.65, 0.5, 1.0, seed=size, no_preference=0.02),
                 Path(tmp) / f"votes_{size}.csv",
             )

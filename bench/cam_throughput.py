@@ -35,13 +35,12 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 
-from bench._common import add_smoke_flag, print_header
+from testing.benchmark import add_smoke_flag, print_header
 from cams.cam import CAM
 from cams.gradcam import GradCAM
 from cams.render import encode_png, postprocess, render_overlays

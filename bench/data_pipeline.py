@@ -49,7 +49,7 @@ from models.data.prepare import prepare
 from models.data.sun397 import load_sun397
 from models.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainCrop, eval_geometry
 
-from bench._common import add_smoke_flag, print_header
+from testing.benchmark import add_smoke_flag, print_header
 
 MARKER = "bench_data_pipeline.json"
 MIN_SIZE, MAX_SIZE = (300, 200), (1600, 1200)

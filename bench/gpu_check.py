@@ -27,7 +27,7 @@ from models import build_model
 from models.engine import vib_loss
 from models.precision import resolve_precision
 
-from bench._common import add_smoke_flag, print_header
+from testing.benchmark import add_smoke_flag, print_header
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ against ``streamlit run survey/app.py``, patient and impatient, on SQLite and Po
     .venv/bin/python bench/survey_browser_load.py                       # everything (~15 min, 2 cores)
     .venv/bin/python bench/survey_browser_load.py --raters 1,8 --modes impatient --backends sqlite
 
-Raters (tests/survey/browser_load.py): *impatient* ones double-click A/B and click again every
+Raters (testing/browser_load.py): *impatient* ones double-click A/B and click again every
 300 ms while the page has not moved on; *patient* ones click once and again only after 5 s.
 Every run gets a fresh server and a fresh study (so threads, RSS and CPU time are its own) and
 reports:
@@ -21,7 +21,7 @@ each also as a ratio against the 1-rater run of the same backend and mode in the
 everywhere; CPU/vote at 32 impatient raters <= 2x the 1-rater figure; p95 at 16 impatient raters <=
 4x the 1-rater p95. A run also fails if an acknowledged vote is missing from the export, or
 exported twice. Exit status 1 on any failure. PostgreSQL runs in a throwaway local cluster
-(``survey.testing_pg``); where it is not installed it is skipped with a note.
+(``testing.postgres``); where it is not installed it is skipped with a note.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 
-from bench._common import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, database_url, print_header
+from testing.benchmark import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, database_url, print_header
 
 SIZES = (1, 8, 16, 32)
 MODES = ("impatient", "patient")
@@ -68,9 +68,9 @@ def cpu_name() -> str:
 def one_run(url: str, workdir: Path, n_raters: int, mode: str, items: int, timeout_s: float) -> dict:
     """A fresh study and server; ``n_raters`` raters at once; the figures and the exactly-once check."""
     from survey.db import dispose_engines
-    from tests.survey import browser_load as bl
-    from tests.survey import ui_browser as ub
-    from tests.survey.ui_fixtures import make_study
+    from testing import browser as ub
+    from testing import browser_load as bl
+    from testing.packages import make_study
 
     name = f"b{mode[0]}{n_raters}"
     study = make_study(workdir, url, name=name, n_items=items, n_checks=1, image_size=224, photographic=True)
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         args.raters, args.modes, args.backends, args.items = [1], ["impatient"], ["sqlite"], 2
     if any(n < 1 for n in args.raters):
         parser.error("--raters: counts must be >= 1")
-    from tests.survey.ui_browser import chromium_available
+    from testing.browser import chromium_available
 
     if not chromium_available():
         print("error: chromium not found; install it with `make system-deps` (apt-get install chromium)",

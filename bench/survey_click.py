@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 
-from bench._common import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, print_header
+from testing.benchmark import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, print_header
 
 TARGET_MS = 300.0
 SMOKE = ["--clicks", "2"]
@@ -65,7 +65,7 @@ class RaterPage:
     """One rater answering one study on one server, timed from inside the page."""
 
     def __init__(self, browser, server, study) -> None:  # noqa: ANN001
-        from tests.survey import ui_browser as ub
+        from testing import browser as ub
 
         self.ub, self.study, self.delays, self.round_trips = ub, study, [], []
         self.page = browser.new_page(viewport=ub.DESKTOP)
@@ -91,8 +91,8 @@ def measure(clicks: int, workdir: Path) -> dict[str, RaterPage]:
     """The baseline's and the app's raters after ``clicks`` clicks each, alternately (same load for both)."""
     from playwright.sync_api import sync_playwright
 
-    from tests.survey import ui_browser as ub
-    from tests.survey.ui_fixtures import make_study
+    from testing import browser as ub
+    from testing.packages import make_study
 
     setups = {"baseline: no prefetch": "0", "app: cache + prefetch": "1"}
     with ExitStack() as stack:
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args([*SMOKE, *(argv if argv is not None else sys.argv[1:])])
     if args.clicks < 2:
         parser.error("--clicks must be >= 2 (the percentiles need two delays)")
-    from tests.survey.ui_browser import chromium_available
+    from testing.browser import chromium_available
 
     print_header("click to next pair (bench/survey_click.py)")
     if not chromium_available():

@@ -11,7 +11,7 @@ Per backend, three runs on the same study:
 Reported: votes/s and the p50/p95/p99 latency of ``record_vote`` (one read-then-write transaction,
 committed), ratios against the baseline, and whether every vote was stored exactly once. Targets
 (issue 4): zero lost votes; p99 <= 50 ms at 32 raters on SQLite. PostgreSQL runs in a throwaway
-local cluster (``survey.testing_pg``, fsync on), or is skipped with a note where it is not installed.
+local cluster (``testing.postgres``, fsync on), or is skipped with a note where it is not installed.
 Exit status 1 if a vote is lost or any error occurs.
 """
 from __future__ import annotations
@@ -25,12 +25,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 
-from bench._common import add_smoke_flag, database_url, print_header
+from testing.benchmark import add_smoke_flag, database_url, print_header
 from survey.db import dispose_engines, get_engine, sqlite_synchronous
 from survey.importer import import_package
-from survey.sample_package import make_sample_package
-from survey.service import vote_count
-from survey.testing_load import run_raters
+from testing.concurrent_raters import run_raters
+from testing.packages import make_package
+from testing.reveal import vote_count
 
 P99_TARGET_MS = 50.0
 KINDS = ("baseline", "load", "capacity")
@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     per_rater = args.items + 2
     results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="survey-load-") as tmp, ExitStack() as stack:
-        package = make_sample_package(Path(tmp) / "package", name="load", n_items=args.items, n_checks=2,
-                                      image_size=16, with_example=False)
+        package = make_package(Path(tmp) / "package", name="load", n_items=args.items, n_checks=2,
+                               image_size=16, with_example=False)
         for backend in backends:
             url = database_url(backend, Path(tmp), stack)
             if url is None:

@@ -14,13 +14,12 @@ import argparse
 import io
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from PIL import Image
 
 
-from bench._common import add_smoke_flag, print_header
+from testing.benchmark import add_smoke_flag, print_header
 from models.data.synthetic import SyntheticScenes
 
 

@@ -21,12 +21,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 
-from bench._common import add_smoke_flag, print_header
+from testing.benchmark import add_smoke_flag, print_header
 from models import build_model
 from models.channel_attention import KERNEL_ENV, KERNELS, context_kernel
 from models.engine import vib_loss

@@ -1,34 +1,88 @@
-"""Checkpoints: one dict of tensors and primitives, written atomically, read with weights_only=True.
+"""Checkpoints: one typed state (:class:`CheckpointState`), written atomically, read with weights_only=True.
 
-Keys (see docs/training.md): format, model, optimizer, scheduler, epoch, epochs, args, arch, head,
-num_classes, class_names, class_labels, options, beta, data, rng, best_acc, metrics.
-Only `format, model, arch, head, num_classes, class_names, class_labels, options, data` are needed
-to rebuild a model; the rest serves `--resume`.
+:class:`CheckpointState` is the one place the file's keys are listed (docs/training.md): ``model, arch,
+head, num_classes, class_names, class_labels, options, data`` rebuild a model; ``beta, epoch, epochs,
+args, best_acc, metrics, optimizer, scheduler, scaler, rng`` serve ``--resume`` and the reports. On disk
+it is a plain dict of tensors and primitives (plus ``format``), so ``torch.load(weights_only=True)``
+reads it and no code is ever unpickled.
 """
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from fileio import atomic_path
+from models.errors import CheckpointError
+from models.factory import build_model
+
+__all__ = ["FORMAT", "BEST_NAME", "LAST_NAME", "CheckpointError", "CheckpointState", "CheckpointInfo",
+           "save_checkpoint", "read_checkpoint", "resolve_checkpoint", "load_model", "file_sha256"]
+
 FORMAT = "vibcam.checkpoint/1"
 BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
-REQUIRED_KEYS = ("model", "arch", "head", "num_classes", "class_names", "class_labels", "options", "data")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message is one line that names the file and the fix."""
+@dataclass(frozen=True)
+class CheckpointState:
+    """Everything a checkpoint file holds. Fields without a default are required to rebuild the model;
+    a file that lacks one is refused with a message naming it, instead of failing later on a KeyError."""
+
+    model: dict[str, torch.Tensor]
+    arch: str
+    head: str
+    num_classes: int
+    class_names: list[str]
+    class_labels: list[str]
+    options: dict
+    data: dict
+    beta: float | None = None
+    epoch: int = 0
+    epochs: int = 0
+    args: dict = field(default_factory=dict)
+    best_acc: float = 0.0
+    metrics: list[dict] = field(default_factory=list)
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+    scaler: dict | None = None
+    rng: dict | None = None
+
+    @classmethod
+    def required_keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
+
+    def to_dict(self) -> dict:
+        """What ``torch.save`` writes: the fields and the format tag (None-valued optional ones kept)."""
+        return {"format": FORMAT, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+    @classmethod
+    def from_dict(cls, raw: object, path: Path) -> CheckpointState:
+        """The typed state of a loaded file, or a CheckpointError that names ``path`` and what is wrong."""
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            raise CheckpointError(f"{path} is not a vibcam checkpoint (no format {FORMAT!r}); "
+                                  "for torchvision weights use build_model(..., weights=PATH)")
+        missing = [key for key in cls.required_keys() if key not in raw]
+        if missing:
+            raise CheckpointError(f"{path} is an incomplete vibcam checkpoint: missing {', '.join(missing)}")
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in raw.items() if key in known})
+
+    @property
+    def model_options(self) -> dict:
+        """The model options; a VIB saved before ``sigma_parametrisation`` existed is "legacy"."""
+        options = dict(self.options)
+        if self.head == "vib":
+            options.setdefault("sigma_parametrisation", "legacy")
+        return options
 
 
 @dataclass
 class CheckpointInfo:
-    """What a checkpoint says about its model, and where it came from."""
+    """What a checkpoint says about its model, and where it came from (no tensors: cheap to pass around)."""
 
     arch: str
     head: str
@@ -50,19 +104,21 @@ class CheckpointInfo:
         """True when the run reached its final epoch."""
         return self.epochs > 0 and self.epoch >= self.epochs
 
+    @classmethod
+    def of(cls, state: CheckpointState, path: Path) -> CheckpointInfo:
+        return cls(arch=state.arch, head=state.head, num_classes=int(state.num_classes),
+                   class_names=list(state.class_names), class_labels=list(state.class_labels),
+                   options=state.model_options, beta=None if state.beta is None else float(state.beta),
+                   data=dict(state.data), path=path, sha256=file_sha256(path), epoch=int(state.epoch),
+                   epochs=int(state.epochs), args=dict(state.args), metrics=list(state.metrics))
 
-def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write `state` to `path` through a temporary file and a rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(state, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+def save_checkpoint(state: CheckpointState, path: str | Path) -> None:
+    """Write ``state`` to ``path`` atomically, so a crash never leaves half a file."""
+    if not isinstance(state, CheckpointState):
+        raise TypeError(f"save_checkpoint takes a CheckpointState, not {type(state).__name__}")
+    with atomic_path(path) as temporary:
+        torch.save(state.to_dict(), temporary)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -79,21 +135,15 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint dict at `path`, loaded safely (weights_only=True), or a CheckpointError."""
+def read_checkpoint(path: str | Path) -> CheckpointState:
+    """The checkpoint at `path` (run folder or file), loaded safely (weights_only=True), or a CheckpointError."""
     path = resolve_checkpoint(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt, truncated or pickled with code: one line, no traceback
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path} is not a readable vibcam checkpoint ({reason[:200]})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a vibcam checkpoint (no format {FORMAT!r}); "
-                              "for torchvision weights use build_model(..., weights=PATH)")
-    missing = [key for key in REQUIRED_KEYS if key not in state]
-    if missing:
-        raise CheckpointError(f"{path} is an incomplete vibcam checkpoint: missing {', '.join(missing)}")
-    return state
+    return CheckpointState.from_dict(raw, path)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -102,26 +152,6 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def model_options(state: dict) -> dict:
-    """The checkpoint's model options; a VIB saved before `sigma_parametrisation` existed is "legacy"."""
-    options = dict(state["options"])
-    if state["head"] == "vib":
-        options.setdefault("sigma_parametrisation", "legacy")
-    return options
-
-
-def checkpoint_info(state: dict, path: Path) -> CheckpointInfo:
-    beta = state.get("beta")
-    return CheckpointInfo(
-        arch=state["arch"], head=state["head"], num_classes=int(state["num_classes"]),
-        class_names=list(state["class_names"]), class_labels=list(state["class_labels"]),
-        options=model_options(state), beta=None if beta is None else float(beta), data=dict(state["data"]),
-        path=path, sha256=file_sha256(path), epoch=int(state.get("epoch", 0)),
-        epochs=int(state.get("epochs", 0)), args=dict(state.get("args", {})),
-        metrics=list(state.get("metrics", [])),
-    )
 
 
 def check_expected(info: CheckpointInfo, arch: str | None, num_classes: int | None) -> None:
@@ -156,15 +186,13 @@ def load_model(
     """The model stored at `path` (run folder or .pt) in eval mode, and what the checkpoint says.
 
     `arch` / `num_classes`, when given, are checked against the checkpoint (CheckpointError if not)."""
-    from models.factory import build_model  # here, not at the top: factory imports CheckpointError
-
     resolved = resolve_checkpoint(path)
     state = read_checkpoint(resolved)
-    info = checkpoint_info(state, resolved)
+    info = CheckpointInfo.of(state, resolved)
     check_expected(info, arch, num_classes)
     try:
         model = build_model(info.arch, info.num_classes, info.head, **info.options)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{resolved} describes a model this version cannot build: {error}") from None
-    restore_weights(model, state["model"], resolved)
+    restore_weights(model, state.model, resolved)
     return model.to(device).eval(), info

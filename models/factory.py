@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.checkpoint import CheckpointError
+from models.errors import CheckpointError
 from models.resnet import ARCHS, CamClassifier, split_resnet, torchvision_resnet
 from models.vib import VIBClassifier
 

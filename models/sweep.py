@@ -90,7 +90,7 @@ def progress_of(folder: Path) -> tuple[int, int] | None:
     if not (folder / LAST_NAME).is_file():
         return None
     state = read_checkpoint(folder / LAST_NAME)
-    return int(state["epoch"]), int(state["epochs"])
+    return int(state.epoch), int(state.epochs)
 
 
 def execute(run: Planned, out: Path, passthrough: list[str]) -> Outcome:

@@ -13,12 +13,10 @@ import csv
 import io
 import json
 import math
-import os
 import platform
 import random
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +27,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
 from models.cli import DefaultsHelpFormatter, one_line
-from models.checkpoint import BEST_NAME, FORMAT, LAST_NAME, CheckpointError, read_checkpoint, save_checkpoint
+from fileio import copy_atomic, write_text_atomic
+from models.checkpoint import (BEST_NAME, LAST_NAME, CheckpointError, CheckpointState, read_checkpoint,
+                               save_checkpoint)
 from models.data import BadImageError, add_data_arguments, build_datasets
 from models.data.loading import DeviceBatches, make_train_loader
 from models.diagnostics import DIAGNOSTIC_COLUMNS, DiagnosticsAccumulator, bottleneck_verdict
@@ -216,25 +216,12 @@ def accelerate(model: torch.nn.Module, args: argparse.Namespace, device: torch.d
     return torch.compile(model)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
-
-
 def write_metrics(path: Path, rows: list[dict]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buffer.getvalue())
-
-
-def copy_atomic(source: Path, target: Path) -> None:
-    temporary = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
 
 
 def explicit_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
@@ -282,7 +269,7 @@ def open_run(args, parser, state: Distributed) -> tuple[argparse.Namespace, Path
             raise CheckpointError(f"run folder {out} already has {LAST_NAME}; pass --resume to continue it, "
                                   "or choose another --out")
         resumed = read_checkpoint(out / LAST_NAME)
-        args = merge_resumed_args(parser, args, resumed["args"], out / LAST_NAME)
+        args = merge_resumed_args(parser, args, resumed.args, out / LAST_NAME)
     if args.batch_size % state.world_size:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {state.world_size} processes")
     if args.epochs < 1:
@@ -292,18 +279,18 @@ def open_run(args, parser, state: Distributed) -> tuple[argparse.Namespace, Path
     return args, out, resumed
 
 
-def restore(resumed: dict, model, optimizer, scheduler, scaler, num_classes: int, path: Path) -> tuple[int, float, list]:
+def restore(resumed: CheckpointState, model, optimizer, scheduler, scaler, num_classes: int, path: Path) -> tuple[int, float, list]:
     """Load a checkpoint's training state; returns (epochs done, best accuracy, metric rows)."""
-    if resumed["arch"] != model.arch or resumed["num_classes"] != num_classes:
-        raise CheckpointError(f"{path} holds a {resumed['arch']} model for {resumed['num_classes']} classes, "
+    if resumed.arch != model.arch or resumed.num_classes != num_classes:
+        raise CheckpointError(f"{path} holds a {resumed.arch} model for {resumed.num_classes} classes, "
                               f"but the data now has {num_classes}; check --data-root")
-    model.load_state_dict(resumed["model"])
-    optimizer.load_state_dict(resumed["optimizer"])
-    scheduler.load_state_dict(resumed["scheduler"])
-    if scaler is not None and resumed.get("scaler"):
-        scaler.load_state_dict(resumed["scaler"])
-    restore_rng_states(resumed["rng"])
-    return resumed["epoch"], resumed["best_acc"], list(resumed["metrics"])
+    model.load_state_dict(resumed.model)
+    optimizer.load_state_dict(resumed.optimizer)
+    scheduler.load_state_dict(resumed.scheduler)
+    if scaler is not None and resumed.scaler:
+        scaler.load_state_dict(resumed.scaler)
+    restore_rng_states(resumed.rng)
+    return resumed.epoch, resumed.best_acc, list(resumed.metrics)
 
 
 def metrics_row(epoch: int, train: dict, val: dict, diagnostics: dict | None = None) -> dict:
@@ -338,10 +325,10 @@ def report_epoch(row: dict, epochs: int, vib: bool) -> None:
 
 def _run(args, parser, state: Distributed, device: torch.device) -> dict:
     args, out, resumed = open_run(args, parser, state)
-    if resumed is not None and resumed["epoch"] >= args.epochs:
+    if resumed is not None and resumed.epoch >= args.epochs:
         if state.is_main:
-            print(f"{out} is already complete ({resumed['epoch']}/{args.epochs} epochs); nothing to do")
-        return resumed["metrics"][-1] if resumed["metrics"] else {}
+            print(f"{out} is already complete ({resumed.epoch}/{args.epochs} epochs); nothing to do")
+        return resumed.metrics[-1] if resumed.metrics else {}
     datasets = build_datasets(args, progress=args.progress and state.is_main)
     num_classes = len(datasets.class_names)
     precision = resolve_precision(args.precision, device)
@@ -398,14 +385,13 @@ def _run(args, parser, state: Distributed, device: torch.device) -> dict:
         improved = rows[-1]["val_acc"] is not None and rows[-1]["val_acc"] > best_acc
         best_acc = max(best_acc, rows[-1]["val_acc"]) if improved else best_acc
         if state.is_main:
-            save_checkpoint({
-                "format": FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                "epoch": epoch + 1, "epochs": args.epochs, "args": config["args"], "arch": args.arch,
-                "head": args.head, "num_classes": num_classes, "class_names": datasets.class_names,
-                "class_labels": datasets.class_labels, "options": config["options"], "beta": config["beta"],
-                "data": datasets.options, "rng": rng_states(), "best_acc": best_acc, "metrics": rows,
-            }, out / LAST_NAME)
+            save_checkpoint(CheckpointState(
+                model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                scaler=scaler.state_dict() if scaler else None, epoch=epoch + 1, epochs=args.epochs,
+                args=config["args"], arch=args.arch, head=args.head, num_classes=num_classes,
+                class_names=datasets.class_names, class_labels=datasets.class_labels, options=config["options"],
+                beta=config["beta"], data=datasets.options, rng=rng_states(), best_acc=best_acc, metrics=rows,
+            ), out / LAST_NAME)
             if improved:
                 copy_atomic(out / LAST_NAME, out / BEST_NAME)
             write_metrics(out / METRICS_NAME, rows)

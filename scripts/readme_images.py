@@ -24,9 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     steps = [
         [sys.executable, "-m", "cams.figure", str(args.study_dir), "--items", "4", "--out", str(args.out / "cam-figure.png")],
-        [sys.executable, "-m", "tests.survey.ui_browser", "--db", args.db, "--study", "demo",
+        [sys.executable, "-m", "testing.browser", "--db", args.db, "--study", "demo",
          "--out", str(args.out / "rater-page.png")],
-        [sys.executable, "-m", "tests.survey.ui_browser", "--db", args.db, "--study", "demo", "--phone",
+        [sys.executable, "-m", "testing.browser", "--db", args.db, "--study", "demo", "--phone",
          "--out", str(args.out / "rater-phone.png")],
     ]
     for cmd in steps:

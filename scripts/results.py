@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from fileio import write_text_atomic
+
 SEEDS = (0, 1, 2)
 CONTROL_SEED = 3  # the baseline-vs-baseline control: one more baseline, compared with each seed's baseline
 RESULT_BETAS = ("1e-3", "1e-2")          # KL summed over the 512 dimensions (docs/model.md)
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     report = (f"# make results ({(time.monotonic() - started) / 60:.1f} min)\n\n## Bottleneck diagnostics, every run "
               f"(last epoch)\n\n{diagnostics}\n## Accuracy vs beta (seed 0)\n\n{curve_table(args.runs)}\n"
               f"## Decision\n\n{decision.read_text()}")
-    (args.studies / "results.md").write_text(report, encoding="utf-8")
+    write_text_atomic(args.studies / "results.md", report)
     print(report)
     print(f"wrote {args.studies / 'results.md'}")
     return 0

@@ -1,13 +1,12 @@
-"""Votes as a table (contract C): one row per vote, the columns the analysis reads.
+"""Votes of a study from the database as a table (contract C): one row per vote.
 
-``read_votes_csv`` gives back exactly ``votes_frame`` for a file written by ``write_votes_csv`` (ids
-such as "007" stay text), so the analysis behaves the same whether it reads the database or a CSV.
+The columns, their dtypes and the CSV file are owned by :mod:`survey.votes_format`; this module only
+reads the database. ``survey.votes_format.read_votes_csv`` gives back exactly ``votes_frame`` for a file
+written by :func:`export_votes_csv` (ids such as "007" stay text), so the analysis behaves the same
+whether it reads the database or a CSV.
 """
 from __future__ import annotations
 
-import functools
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -16,15 +15,7 @@ from sqlalchemy.orm import aliased
 
 from survey.db import get_engine, read_session
 from survey.schema import Assignment, Item, Method, Rater, Study, Vote
-
-COLUMNS = ("study", "rater", "item", "label", "left_method", "right_method", "chosen_method",
-           "proposed_method", "baseline_method", "attention_check", "response_ms", "created_at")
-EXTRA_COLUMNS = ("chosen_side", "position", "repeat", "expected_method", "rater_finished")
-ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
-TEXT_COLUMNS = ("study", "rater", "item", "label", "left_method", "right_method", "chosen_method",
-                "proposed_method", "baseline_method", "created_at", "chosen_side", "expected_method")
-BOOL_COLUMNS = ("attention_check", "rater_finished")
-INT_COLUMNS = ("response_ms", "position", "repeat")
+from survey.votes_format import COLUMNS, empty_frame, normalise, write_votes_csv
 
 
 class ExportError(ValueError):
@@ -33,28 +24,6 @@ class ExportError(ValueError):
 
 def _iso(moment) -> str:  # noqa: ANN001
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Same dtypes on pandas 2 and 3: text as object with None for missing, bool, int64."""
-    frame = frame.astype({**{c: bool for c in BOOL_COLUMNS}, **{c: "int64" for c in INT_COLUMNS}})
-    for column in TEXT_COLUMNS:
-        values = frame[column].astype(object)
-        frame[column] = values.where(values.notna(), None)
-    return frame
-
-
-def _csv_field(values: pd.Series) -> pd.Series:
-    """One column as CSV fields (missing -> empty), quoted when they hold a comma, a quote, or a line
-    break. Python's csv writer with a "\\n" terminator leaves a bare carriage return unquoted, and every
-    reader then splits the row there; rater ids and labels are free text, so they can contain one."""
-    text = values.astype(object).where(values.notna(), "").astype(str)
-    quote = text.str.contains(r'[,"\r\n]', regex=True)
-    return text.where(~quote, '"' + text.str.replace('"', '""', regex=False) + '"')
-
-
-def _empty_frame() -> pd.DataFrame:
-    return _normalise(pd.DataFrame({c: pd.Series(dtype=object) for c in ALL_COLUMNS}))
 
 
 def votes_frame(url: str | Engine | None, study: str) -> pd.DataFrame:
@@ -85,45 +54,19 @@ def votes_frame(url: str | Engine | None, study: str) -> pd.DataFrame:
             .order_by(Rater.seq, Assignment.position)
         ).all()
     if not records:
-        return _empty_frame()
+        return empty_frame()
     frame = pd.DataFrame(
         [(study, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), int(r[9]), _iso(r[10]), r[11],
           int(r[12]), int(bool(r[13])), r[14], bool(r[15])) for r in records],
-        columns=list(ALL_COLUMNS),
+        columns=list(COLUMNS),
     )
-    return _normalise(frame)
+    return normalise(frame)
 
 
-def write_votes_csv(url: str | Engine | None, study: str, path: Path | str) -> int:
-    """Writes the votes of ``study`` to ``path`` atomically (temp file, then rename); returns the row count.
+def export_votes_csv(url: str | Engine | None, study: str, path: Path | str) -> int:
+    """Writes the votes of ``study`` to ``path`` as a votes CSV (atomic, UTF-8); returns the row count.
 
     Booleans are written ``true``/``false``; "no preference" leaves ``chosen_method`` empty."""
     frame = votes_frame(url, study)
-    out = frame.copy()
-    for column in BOOL_COLUMNS:
-        out[column] = out[column].map({True: "true", False: "false"})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(",".join(out.columns) + "\n")
-            if len(out):
-                fields = [_csv_field(out[column]) for column in out.columns]
-                fh.write("\n".join(functools.reduce(lambda a, b: a + "," + b, fields)) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_votes_csv(frame, path)
     return len(frame)
-
-
-def read_votes_csv(path: Path | str) -> pd.DataFrame:
-    """Reads a votes CSV back with the same dtypes as :func:`votes_frame` (ids stay text)."""
-    frame = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False,
-                        na_values={"chosen_method": [""], "expected_method": [""]})
-    for column in BOOL_COLUMNS:
-        frame[column] = frame[column].map({"true": True, "false": False, True: True, False: False})
-    return _normalise(frame)

@@ -129,19 +129,6 @@ class AdminSummary:
     no_preference: int = 0
 
 
-@dataclass(frozen=True)
-class RevealedTrial:
-    """Which method is where, for server-side simulations and tests. Never send this to a browser."""
-
-    item: str
-    left_method: str
-    right_method: str
-    proposed_method: str
-    is_attention_check: bool
-    expected_method: str | None
-    is_repeat: bool
-
-
 # --------------------------------------------------------------------------------------- helpers
 CLOSED = "This study is closed. Thank you for your interest."
 UNKNOWN_STUDY = "Unknown study. Please check the link you were given."
@@ -464,25 +451,6 @@ def completion(engine: Engine, study: str, rater: str) -> Completion:
         return Completion(row.completion_code, redirect)
 
 
-def reveal_trial(engine: Engine, token: str) -> RevealedTrial:
-    """Which method is on which side of a trial: for simulated raters and tests only.
-
-    The rater app must never call this; blinding depends on it."""
-    with read_session(engine) as session:
-        found = session.execute(
-            select(Assignment, Item).join(Item, Assignment.item_id == Item.id)
-            .where(Assignment.token == token)
-        ).one_or_none()
-        if found is None:
-            raise SurveyError(STALE)
-        assignment, item = found
-        methods = _methods(session, session.get(Study, item.study_id))
-        expected = methods[item.expected_method_id].name if item.expected_method_id else None
-        return RevealedTrial(item.key, methods[assignment.left_method_id].name,
-                             methods[assignment.right_method_id].name, _role(methods, "proposed").name,
-                             item.is_attention_check, expected, assignment.is_repeat)
-
-
 # ---------------------------------------------------------------------------------------- admin
 def admin_summary(engine: Engine, study: str) -> AdminSummary:
     """Live numbers for the admin page: progress, balance per item, attention checks, preference rate."""
@@ -543,11 +511,3 @@ def admin_summary(engine: Engine, study: str) -> AdminSummary:
         proposed_rate=(k / n) if n else None, k=k, n=n, ci=ci, n_votes=n_votes,
         attention_checks_answered=checks, raters_failing_attention=len(failing), no_preference=no_pref,
     )
-
-
-def vote_count(engine: Engine, study: str) -> int:
-    """Votes stored for a study (tests, benchmarks, the import guard)."""
-    with read_session(engine) as session:
-        row = _study(session, study)
-        return session.scalar(select(func.count()).select_from(Vote).join(Rater, Vote.rater_id == Rater.id)
-                              .where(Rater.study_id == row.id))

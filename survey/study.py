@@ -66,9 +66,9 @@ def _cmd_open_close(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from survey.export import write_votes_csv  # pandas only when exporting: the other commands start fast
+    from survey.export import export_votes_csv  # pandas only when exporting: the other commands start fast
 
-    rows = write_votes_csv(get_engine(args.db), args.name, args.out)
+    rows = export_votes_csv(get_engine(args.db), args.name, args.out)
     print(f"wrote {rows} vote(s) of study {args.name!r} to {args.out}")
     return 0
 

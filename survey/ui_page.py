@@ -86,7 +86,9 @@ def blinded_image(root: Path, path: Path | str, caption: str) -> None:
 
 
 def votes_csv(eng: Engine, study: str) -> bytes:
-    """The study's votes CSV (``survey.export.votes_frame``; contract C columns) for the admin download."""
+    """The study's votes CSV for the admin download: byte for byte what ``python -m survey.study export``
+    writes (``survey.votes_format``), so the analysis reads either the same way."""
     from survey.export import votes_frame
+    from survey.votes_format import votes_csv_text
 
-    return votes_frame(eng, study).to_csv(index=False).encode("utf-8")
+    return votes_csv_text(votes_frame(eng, study)).encode("utf-8")

@@ -14,12 +14,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.distinction_answers import CONFIDENCE_LEVELS
 from analysis.distinction_power import distinction_logits
-from analysis.simulate import EXTRA_COLUMNS, VOTE_COLUMNS, logistic, logit
-
-#: Columns of a distinction row beyond the pairwise votes format (the contract of issue 14).
-DISTINCTION_EXTRA = ("task", "method", "chosen_index", "answer_index", "correct", "confidence", "chosen_rank")
+from analysis.simulate import logistic, logit
+from survey.votes_format import ALL_TASKS, CANDIDATES, CONFIDENCE_LEVELS, normalise
 
 
 def population_accuracy(
@@ -114,10 +111,13 @@ def simulate_distinction_votes(
             )
             frames.append(rows)
     out = pd.concat(frames, ignore_index=True)
-    answer = rng.integers(0, 4, size=len(out))
-    other = (answer + rng.integers(1, 4, size=len(out))) % 4  # any index but the answer
-    out["answer_index"] = answer
-    out["chosen_index"] = np.where(out["correct"], answer, other)
+    def chosen_and_answer() -> tuple[np.ndarray, np.ndarray]:
+        answer = rng.integers(0, CANDIDATES, size=len(out))
+        other = (answer + rng.integers(1, CANDIDATES, size=len(out))) % CANDIDATES  # any but the answer
+        return np.where(out["correct"], answer, other), answer
+
+    out["chosen_index"], out["answer_index"] = chosen_and_answer()  # in the package's candidate list
+    out["chosen_slot"], out["answer_slot"] = chosen_and_answer()  # on the screen (shuffled per rater)
     out["created_at"] = (pd.Timestamp(start) + pd.to_timedelta(out["position"] * 10, unit="s")).dt.strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
@@ -125,12 +125,10 @@ def simulate_distinction_votes(
     out["task"] = "distinction"
     out["label"] = np.where(out["attention_check"], "check", "label")
     out["repeat"] = 0
-    for column in (
-        VOTE_COLUMNS + EXTRA_COLUMNS
-    ):  # the pairwise columns exist in the one votes table, empty here
+    for column in ALL_TASKS.columns:  # the pairwise columns exist in the one votes table, empty here
         if column not in out:
-            out[column] = ""
-    out = out[list(VOTE_COLUMNS) + list(EXTRA_COLUMNS) + list(DISTINCTION_EXTRA)]
+            out[column] = None
+    out = normalise(out[list(ALL_TASKS.columns)], source="simulated distinction answers")
     out.attrs["truth"] = {
         "accuracy": {
             m: population_accuracy(accuracies[m], rater_sd, item_sd, item_method_sd, calibration_slope)
@@ -150,6 +148,4 @@ def with_task(pairwise: pd.DataFrame, distinction: pd.DataFrame) -> pd.DataFrame
     """One votes table holding both tasks (pairwise rows get task = "pairwise" and empty distinction
     columns), as an export of a study with both would."""
     both = pd.concat([pairwise.assign(task="pairwise"), distinction], ignore_index=True)
-    for column in ("study",):
-        both[column] = both[column].astype(str)
-    return both
+    return normalise(both[list(ALL_TASKS.columns)], source="simulated votes of both tasks")

@@ -27,6 +27,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from fileio import copy_atomic, write_text_atomic, write_with_atomic
 from models.cli import DefaultsHelpFormatter, one_line
 from models.data import PREPARED_INFO
 from models.data.images import is_image_file, to_rgb
@@ -62,12 +63,6 @@ def resized_size(width: int, height: int, short_side: int) -> tuple[int, int] | 
     return max(1, round(width * factor)), max(1, round(height * factor))
 
 
-def write_atomic(target: Path, write) -> None:
-    temporary = target.with_name(f".{target.name}.tmp")
-    write(temporary)
-    os.replace(temporary, target)
-
-
 def prepare_image(job: tuple[Path, Path, int, int]) -> str:
     """Resize one image into `target`; returns 'resized', 'copied' or 'unreadable'."""
     source, target, short_side, quality = job
@@ -90,11 +85,12 @@ def prepare_image(job: tuple[Path, Path, int, int]) -> str:
                 options = dict(SAVE_OPTIONS.get(image_format or "", {}))
                 if image_format == "JPEG":
                     options["quality"] = quality
-                write_atomic(target, lambda path: image.save(path, format=image_format, **options))
+                write_with_atomic(target, lambda path: image.save(path, format=image_format, **options),
+                                  durable=False)  # the folder is renamed into place only when complete
                 return "resized"
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         kind = "unreadable"
-    write_atomic(target, lambda path: shutil.copyfile(source, path))
+    copy_atomic(source, target, durable=False)
     return kind
 
 
@@ -151,7 +147,7 @@ def prepare(source: Path, out: Path, short_side: int = 256, quality: int = 90, w
     summary = {"format": FORMAT, "source": str(source), "short_side": short_side, "quality": quality,
                "images": len(images), "other_files": len(others), "this_run": counts,
                "seconds": round(time.perf_counter() - started, 1)}
-    (partial / PREPARED_INFO).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(partial / PREPARED_INFO, json.dumps(summary, indent=2) + "\n")
     os.replace(partial, out)
     return summary
 

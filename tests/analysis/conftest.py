@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.load import save_votes_csv
-from analysis.simulate import simulate_votes
+from survey.votes_format import write_votes_csv
+from testing.simulated_votes import simulate_votes
 
 
 @pytest.fixture()
@@ -32,4 +32,4 @@ def study_frame() -> pd.DataFrame:
 
 @pytest.fixture()
 def votes_csv(tmp_path: Path, study_frame: pd.DataFrame) -> Path:
-    return save_votes_csv(study_frame, tmp_path / "votes.csv")
+    return write_votes_csv(study_frame, tmp_path / "votes.csv")

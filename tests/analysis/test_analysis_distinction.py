@@ -23,13 +23,15 @@ from analysis.distinction import (
 from analysis.distinction_answers import CHANCE
 from analysis.distinction_power import distinction_logits, marginal_accuracy, plan_design
 from analysis.exclusions import ExclusionRules
-from analysis.load import VotesError, load_votes, save_votes_csv
+from analysis.load import VotesError, load_votes
 from analysis.render import build_blocks, to_markdown
 from analysis.report import main as report_main
-from analysis.simulate import logistic, simulate_votes
+from analysis.simulate import logistic
 from analysis.summary import STABLE_KEYS, AnalysisOptions, run_analysis
 from analysis.tasks import load_study
+from survey.votes_format import write_votes_csv
 from testing.distinction_votes import simulate_distinction_votes, with_task
+from testing.simulated_votes import simulate_votes
 
 FAST = AnalysisOptions(replicates=300, seed=0, mixed=False)
 
@@ -193,7 +195,7 @@ def test_exclusions_follow_the_pairwise_rules(study: pd.DataFrame) -> None:
         ("chosen_index", 7, "chosen_index outside 0..3"),
         ("confidence", 9, "confidence outside 1..5"),
         ("correct", "maybe", "'correct' must be true/false"),
-        ("task", "ranking", "'task' must be pairwise or distinction"),
+        ("task", "ranking", "'task' must be one of pairwise, distinction"),
     ],
 )
 def test_bad_distinction_rows_are_refused(study: pd.DataFrame, column: str, value, message: str) -> None:
@@ -250,7 +252,7 @@ def test_mixed_study_adds_a_distinction_section_and_keeps_the_pairwise_results(s
 
 
 def test_report_command_on_a_distinction_only_study(tmp_path: Path, study: pd.DataFrame, capsys) -> None:
-    csv = save_votes_csv(study, tmp_path / "votes.csv")
+    csv = write_votes_csv(study, tmp_path / "votes.csv")
     out = tmp_path / "report"
     rc = report_main(["--votes", str(csv), "--out", str(out), "--bootstrap", "300", "--proposed", "vib"])
     assert rc == 0, capsys.readouterr().err
@@ -307,7 +309,7 @@ def test_one_method_and_edge_cases(study: pd.DataFrame, tmp_path: Path) -> None:
     both = load_study(with_task(_pairwise(), study.assign(study="other")), "other")
     assert both.pairwise is None and both.distinction.study == "other"
     html = tmp_path / "r"
-    csv = save_votes_csv(study, tmp_path / "votes.csv")
+    csv = write_votes_csv(study, tmp_path / "votes.csv")
     assert report_main(["--votes", str(csv), "--out", str(html), "--bootstrap", "200", "--no-mixed"]) == 0
     page = (html / "report.html").read_text()
     assert "<h2>Distinction task</h2>" in page and "data:image/png;base64," in page

@@ -12,7 +12,7 @@ import pytest
 from analysis.exclusions import ExclusionRules
 from analysis.load import VotesError, load_votes
 from analysis.report import main, write_report
-from analysis.simulate import simulate_votes
+from testing.simulated_votes import simulate_votes
 from analysis.summary import AnalysisOptions, run_analysis
 
 

@@ -31,7 +31,7 @@ def test_default_rules_remove_known_bad_raters(study_frame: pd.DataFrame) -> Non
 
 
 def test_speeders_and_fast_votes() -> None:
-    from analysis.simulate import simulate_votes
+    from testing.simulated_votes import simulate_votes
 
     frame = simulate_votes(12, 10, 0.7, 0.5, 1.0, seed=2, careless_raters=3)  # careless = ~350 ms
     result = apply_exclusions(load_votes(frame), ExclusionRules(max_failed_checks=None))

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.load import VotesError, load_votes, prepare_votes, save_votes_csv
-from analysis.simulate import VOTE_COLUMNS, simulate_votes
+from analysis.load import VotesError, load_votes, prepare_votes
+from survey.votes_format import REQUIRED_COLUMNS, read_votes_csv, write_votes_csv
+from testing.simulated_votes import simulate_votes
 
 
 def test_csv_and_frame_load_the_same_votes(study_frame: pd.DataFrame, votes_csv: Path) -> None:
@@ -33,7 +34,7 @@ def test_csv_and_frame_load_the_same_votes(study_frame: pd.DataFrame, votes_csv:
     pd.testing.assert_frame_equal(from_csv.frame[cols], from_frame.frame[cols], check_dtype=False)
     assert np.allclose(from_csv.frame["y"].fillna(-1), from_frame.frame["y"].fillna(-1))
     text = votes_csv.read_text().splitlines()
-    assert text[0].startswith(",".join(VOTE_COLUMNS))
+    assert text[0].startswith(",".join(REQUIRED_COLUMNS))
     assert ",true," in text[1] or ",false," in text[1]  # contract C booleans
 
 
@@ -49,11 +50,9 @@ def test_derived_columns(study_frame: pd.DataFrame) -> None:
     assert not comparisons["attention_check"].any() and (comparisons["repeat"] == 0).all()
 
 
-def test_survey_export_reader_is_accepted(votes_csv: Path) -> None:
-    from survey.export import read_votes_csv
-
+def test_the_votes_format_reader_is_what_load_votes_reads(votes_csv: Path) -> None:
     raw = read_votes_csv(votes_csv)
-    assert load_votes(raw).comparisons.shape[0] == load_votes(votes_csv).comparisons.shape[0]
+    pd.testing.assert_frame_equal(load_votes(raw).frame, load_votes(votes_csv).frame)
 
 
 def _raw(frame: pd.DataFrame, **changes) -> pd.DataFrame:
@@ -133,7 +132,7 @@ def test_repeat_column_is_derived_when_absent(study_frame: pd.DataFrame) -> None
 
 
 def test_save_is_atomic_and_roundtrips(tmp_path: Path, study_frame: pd.DataFrame) -> None:
-    path = save_votes_csv(study_frame, tmp_path / "deep" / "votes.csv")
+    path = write_votes_csv(study_frame, tmp_path / "deep" / "votes.csv")
     assert [p.name for p in path.parent.iterdir()] == ["votes.csv"]
     assert len(pd.read_csv(path)) == len(study_frame)
 
@@ -141,7 +140,7 @@ def test_save_is_atomic_and_roundtrips(tmp_path: Path, study_frame: pd.DataFrame
 def test_numeric_looking_ids_stay_text(tmp_path: Path) -> None:
     frame = simulate_votes(3, 3, 0.7, 0.5, 1.0, seed=0)
     frame["item"] = frame["item"].map({"i-00000": "007", "i-00001": "008", "i-00002": "010"})
-    votes = load_votes(save_votes_csv(frame, tmp_path / "votes.csv"))
+    votes = load_votes(write_votes_csv(frame, tmp_path / "votes.csv"))
     assert sorted(votes.frame["item"].unique()) == ["007", "008", "010"]
 
 
@@ -152,10 +151,21 @@ def test_empty_rater_ids_are_an_error(study_frame: pd.DataFrame) -> None:
         prepare_votes(broken)
 
 
-def test_votes_csv_columns_match_the_survey_export() -> None:
-    """Contract C is written down twice (the survey's exporter, the analysis simulator): keep them equal."""
-    from analysis.simulate import EXTRA_COLUMNS, VOTE_COLUMNS
-    from survey.export import COLUMNS, EXTRA_COLUMNS as SURVEY_EXTRA
+def test_bad_csvs_are_one_votes_error_naming_the_file(tmp_path: Path, study_frame: pd.DataFrame) -> None:
+    """The votes format's own errors reach the analysis as VotesError (what the report command catches)."""
+    path = tmp_path / "votes.csv"
+    study_frame.drop(columns=["created_at"]).to_csv(path, index=False)
+    with pytest.raises(VotesError, match=rf"votes CSV {path} is missing column\(s\) created_at;"):
+        load_votes(path)
+    study_frame.assign(response_ms="slow").to_csv(path, index=False)
+    with pytest.raises(VotesError, match="column 'response_ms' must hold whole numbers"):
+        load_votes(path)
 
-    assert VOTE_COLUMNS == COLUMNS
-    assert EXTRA_COLUMNS == SURVEY_EXTRA
+
+def test_ids_that_look_like_missing_values_stay_ids(tmp_path: Path) -> None:
+    """The analysis used to read CSVs with pandas' default missing markers: a rater called "NA" or
+    "None" became an empty rater and the study was refused. One reader now keeps them as text."""
+    frame = simulate_votes(4, 3, 0.7, 0.5, 1.0, seed=0)
+    frame["rater"] = frame["rater"].map({"r-0000": "NA", "r-0001": "None", "r-0002": "null", "r-0003": "nan"})
+    votes = load_votes(write_votes_csv(frame, tmp_path / "votes.csv"))
+    assert sorted(votes.frame["rater"].unique()) == ["NA", "None", "nan", "null"]

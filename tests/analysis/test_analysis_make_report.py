@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from scripts.simulate_raters import main as simulate_raters
 from survey.db import dispose_engines, get_engine
 from survey.export import votes_frame
 from survey.importer import import_package
-from survey.sample_package import make_sample_package
-from survey.simulate_raters import main as simulate_raters
+from testing.packages import make_package
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def report_recipe() -> str:
 
 def test_make_report_joins_the_survey_database_and_the_metrics(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'data' / 'survey.db'}"
-    package = make_sample_package(tmp_path / "studies" / "demo", n_items=6, n_checks=1)
+    package = make_package(tmp_path / "studies" / "demo", n_items=6, n_checks=1)
     try:
         import_package(get_engine(url), package)
         assert simulate_raters(["--db", url, "--study", "demo", "--raters", "16", "--seed", "3",

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
-from analysis.load import save_votes_csv
+from survey.votes_format import write_votes_csv
 from testing.distinction_votes import simulate_distinction_votes, with_task
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ def test_notebook_shows_the_distinction_task(
 ) -> None:
     answers = simulate_distinction_votes(8, 12, {"vib": 0.55, "gradcam": 0.35}, study="sim", seed=3)
     table = with_task(study_frame, answers) if with_pairwise else answers
-    outputs, text = _execute(tmp_path, save_votes_csv(table, tmp_path / "votes.csv"), monkeypatch)
+    outputs, text = _execute(tmp_path, write_votes_csv(table, tmp_path / "votes.csv"), monkeypatch)
     assert "picked the model's prediction" in text and "distinction answers" in text
     assert "half_width_mean" in text
     if with_pairwise:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.load import save_votes_csv
 from analysis.report import main
-from analysis.simulate import simulate_pairwise_votes
 from analysis.summary import STABLE_KEYS
+from survey.votes_format import write_votes_csv
+from testing.simulated_votes import simulate_pairwise_votes
 
 REPO = Path(__file__).resolve().parents[2]
 BINOMIAL_KEYS = {"k", "n", "p_two_sided", "p_greater", "ci_exact", "ci_wilson"}
@@ -143,7 +143,7 @@ def test_cli_help_names_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_metrics_and_more_methods_reach_the_report(tmp_path: Path) -> None:
     frame = simulate_pairwise_votes(12, 8, {"baseline": 0.0, "gradcam": 0.3, "vib": 0.9}, seed=2, item_sd=1.0)
-    votes = save_votes_csv(frame, tmp_path / "votes.csv")
+    votes = write_votes_csv(frame, tmp_path / "votes.csv")
     items = sorted(frame["item"].unique())
     metrics = pd.DataFrame(
         [
@@ -183,17 +183,17 @@ def test_metrics_and_more_methods_reach_the_report(tmp_path: Path) -> None:
 
 def test_database_source_matches_its_csv_export(tmp_path: Path) -> None:
     from survey.db import dispose_engines, get_engine
-    from survey.export import write_votes_csv
+    from scripts.simulate_raters import simulate
+    from survey.export import export_votes_csv
     from survey.importer import import_package
-    from survey.sample_package import make_sample_package
-    from survey.simulate_raters import simulate
+    from testing.packages import make_package
 
     url = f"sqlite:///{tmp_path / 'survey.db'}"
     try:
-        package = make_sample_package(tmp_path / "package", n_items=6, n_checks=1, repeats=1)
+        package = make_package(tmp_path / "package", n_items=6, n_checks=1, repeats=1)
         import_package(get_engine(url), package)
         simulate(url, "demo", raters=8, seed=1, progress=False)
-        write_votes_csv(url, "demo", tmp_path / "votes.csv")
+        export_votes_csv(url, "demo", tmp_path / "votes.csv")
         # Simulated raters answer in milliseconds: the default speed rules would (rightly) exclude them all.
         assert main(["--db", url, "--study", "demo", "--out", str(tmp_path / "fast")]) == 1
         assert (

@@ -16,9 +16,10 @@ import pytest
 from scipy import stats
 
 from analysis.exclusions import ExclusionRules, apply_exclusions
-from analysis.load import load_votes, save_votes_csv
+from analysis.load import load_votes
 from analysis.report import main
-from analysis.simulate import simulate_votes
+from survey.votes_format import write_votes_csv
+from testing.simulated_votes import simulate_votes
 
 UNFINISHED, ONE_FAIL, TWO_FAILS, SPEEDER, LONE_FAST, HALF_FAST, AT_THRESHOLD = (
     f"r-{i:04d}" for i in range(7)
@@ -60,7 +61,7 @@ def votes_of(frame: pd.DataFrame, rater: str) -> int:
 def report(tmp_path: Path, frame: pd.DataFrame, *flags: str) -> dict:
     csv = tmp_path / "votes.csv"
     if not csv.exists():
-        save_votes_csv(frame, csv)
+        write_votes_csv(frame, csv)
     out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
     assert main(["--votes", str(csv), "--out", str(out), "--bootstrap", "200", "--no-mixed", *flags]) == 0
     return json.loads((out / "summary.json").read_text())

@@ -1,20 +1,15 @@
-"""Contract D: crossed-design probabilities and simulated votes in the contract C format."""
+"""Contract D: crossed-design probabilities (`analysis.simulate`) and the simulated votes tables built on
+them for tests and benchmarks (`testing.simulated_votes`), in the contract C format."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from analysis.simulate import (
-    EXTRA_COLUMNS,
-    VOTE_COLUMNS,
-    crossed_preference_probabilities,
-    logistic,
-    logit,
-    marginal_rate,
-    simulate_pairwise_votes,
-    simulate_votes,
-)
+from analysis.simulate import crossed_preference_probabilities, logistic, logit, marginal_rate
+from survey.votes_format import COLUMNS, normalise
+from testing.simulated_votes import simulate_pairwise_votes, simulate_votes
 
 
 def test_probabilities_follow_the_crossed_logistic_model() -> None:
@@ -42,8 +37,8 @@ def test_marginal_rate_matches_monte_carlo() -> None:
 
 def test_votes_have_contract_c_columns_in_order() -> None:
     frame = simulate_votes(5, 4, 0.7, 0.5, 1.0, seed=0)
-    assert tuple(frame.columns[: len(VOTE_COLUMNS)]) == VOTE_COLUMNS
-    assert tuple(frame.columns[len(VOTE_COLUMNS) :]) == EXTRA_COLUMNS
+    assert tuple(frame.columns) == COLUMNS
+    pd.testing.assert_frame_equal(frame, normalise(frame))  # already in the contract's dtypes
     assert len(frame) == 20 and frame.groupby("rater")["item"].nunique().eq(4).all()
     assert set(frame["chosen_method"]) <= {"vib", "baseline"}
     shown = frame[["left_method", "right_method"]].apply(set, axis=1)

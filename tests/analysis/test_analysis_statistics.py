@@ -27,7 +27,7 @@ from analysis.load import VotesError, load_votes
 from analysis.metrics import metric_correlations
 from analysis.multi import bradley_terry, compare_methods
 from analysis.position import position_bias
-from analysis.simulate import simulate_pairwise_votes, simulate_votes
+from testing.simulated_votes import simulate_pairwise_votes, simulate_votes
 
 
 def test_item_level_reproduces_a_table_2_count() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench._common import MISSING_SYSTEM_DEPENDENCY
+from testing.benchmark import MISSING_SYSTEM_DEPENDENCY
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +45,7 @@ def test_benchmark_runs_with_smoke_flag(bench: Path, tmp_path: Path) -> None:
         require(False, f"{bench.name} --smoke: {output.strip().splitlines()[-1]}")
     assert result.returncode == 0, f"{bench.name} --smoke exited {result.returncode}:\n{output[-4000:]}"
     assert "CPU capability" in result.stdout and "native bf16: " in result.stdout, (
-        f"{bench.name} must print bench._common.machine_header():\n{result.stdout[-2000:]}")
+        f"{bench.name} must print testing.benchmark.machine_header():\n{result.stdout[-2000:]}")
     assert "Traceback" not in output, output[-4000:]
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models import build_model
-from models.checkpoint import FORMAT, save_checkpoint
+from models.checkpoint import CheckpointState, save_checkpoint
 from models.data import build_datasets, data_options
 
 TINY_DATA = {"data": "synthetic", "image_size": 64, "num_classes": 3, "train_size": 3, "val_size": 24}
@@ -36,20 +36,11 @@ def make_checkpoint(
             model.fc.bias.zero_()
             model.fc.bias[favour] = 1e4
     save_checkpoint(
-        {
-            "format": FORMAT,
-            "model": model.state_dict(),
-            "arch": arch,
-            "head": head,
-            "num_classes": len(datasets.class_names),
-            "class_names": datasets.class_names,
-            "class_labels": datasets.class_labels,
-            "options": dict(model.options),
-            "beta": 0.01 if head == "vib" else None,
-            "data": datasets.options,
-            "epoch": 1,
-            "epochs": 1,
-        },
+        CheckpointState(
+            model=model.state_dict(), arch=arch, head=head, num_classes=len(datasets.class_names),
+            class_names=datasets.class_names, class_labels=datasets.class_labels, options=dict(model.options),
+            beta=0.01 if head == "vib" else None, data=datasets.options, epoch=1, epochs=1,
+        ),
         path,
     )
     return path

@@ -1,6 +1,8 @@
 """Bottleneck diagnostics, the active/inactive verdict, models.inspect, and loading pre-change checkpoints."""
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 from pathlib import Path
 
@@ -133,11 +135,12 @@ def test_a_checkpoint_from_before_the_new_head_loads_as_legacy_and_is_inspected(
                                                                                  capsys) -> None:
     state = read_checkpoint(runs / "vib" / "last.pt")
     for key in ("sigma_parametrisation", "sigma_init", "sigma_scale_init"):
-        state["options"].pop(key)
-    state["metrics"] = [{k: v for k, v in row.items() if k not in DIAGNOSTIC_COLUMNS} for row in state["metrics"]]
+        state.options.pop(key)
+    state = dataclasses.replace(state, metrics=[{k: v for k, v in row.items() if k not in DIAGNOSTIC_COLUMNS}
+                                                for row in state.metrics])
     with torch.no_grad():  # what a legacy head's parameters look like after a little training
-        state["model"]["attention.scale"] = torch.full_like(state["model"]["attention.scale"], 0.01)
-        state["model"]["attention.bias"] = torch.full_like(state["model"]["attention.bias"], 0.2)
+        state.model["attention.scale"] = torch.full_like(state.model["attention.scale"], 0.01)
+        state.model["attention.bias"] = torch.full_like(state.model["attention.bias"], 0.2)
     save_checkpoint(state, tmp_path / "old.pt")
     model, info = load_model(tmp_path / "old.pt")
     assert info.options["sigma_parametrisation"] == "legacy" and model.attention.parametrisation == "legacy"

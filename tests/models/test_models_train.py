@@ -13,7 +13,7 @@ import torch
 
 import models.train as train_module
 from models import build_model
-from models.checkpoint import CheckpointError, load_model, read_checkpoint
+from models.checkpoint import CheckpointError, CheckpointState, load_model, read_checkpoint, save_checkpoint
 from models.engine import vib_loss
 from models.evaluate import main as evaluate_main
 from models.precision import resolve_precision
@@ -57,17 +57,17 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, m
 
     monkeypatch.setattr(train_module, "evaluate", interrupted_after_first_epoch)
     assert train_main([*arguments, "--out", str(tmp_path / "resumed")]) == 130
-    assert read_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 1
+    assert read_checkpoint(tmp_path / "resumed" / "last.pt").epoch == 1
     monkeypatch.setattr(train_module, "evaluate", real_evaluate)
     assert train_main(["--out", str(tmp_path / "resumed"), "--resume", "--workers", "0", "--no-progress"]) == 0
 
     straight = read_checkpoint(tmp_path / "straight" / "last.pt")
     resumed = read_checkpoint(tmp_path / "resumed" / "last.pt")
-    assert resumed["epoch"] == straight["epoch"] == 2
-    assert straight["model"].keys() == resumed["model"].keys()
-    different = [k for k in straight["model"] if not torch.equal(straight["model"][k], resumed["model"][k])]
+    assert resumed.epoch == straight.epoch == 2
+    assert straight.model.keys() == resumed.model.keys()
+    different = [k for k in straight.model if not torch.equal(straight.model[k], resumed.model[k])]
     assert not different, different[:5]
-    assert [r["loss"] for r in straight["metrics"]] == [r["loss"] for r in resumed["metrics"]]
+    assert [r["loss"] for r in straight.metrics] == [r["loss"] for r in resumed.metrics]
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_load_model_returns_the_trained_model(tiny_runs: Path) -> None:
     assert (info.arch, info.head, info.num_classes, info.beta) == ("resnet18", "vib", 3, 0.01)
     assert info.class_labels[0] == "red plain circle" and info.data["image_size"] == 32
     assert info.options["kl_reduction"] == "sum"
-    stored = read_checkpoint(tiny_runs / "vib" / "best.pt")["model"]
+    stored = read_checkpoint(tiny_runs / "vib" / "best.pt").model
     assert all(torch.equal(stored[k], v) for k, v in model.state_dict().items())
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -127,7 +127,7 @@ def test_checkpoint_errors_are_one_clear_line(tiny_runs: Path, tmp_path: Path) -
     with pytest.raises(CheckpointError, match="not a readable vibcam checkpoint"):
         load_model(tmp_path / "evil.pt")
     state = read_checkpoint(tiny_runs / "baseline" / "last.pt")
-    torch.save({**state, "arch": "resnet34"}, tmp_path / "relabelled.pt")
+    torch.save({**state.to_dict(), "arch": "resnet34"}, tmp_path / "relabelled.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
         load_model(tmp_path / "relabelled.pt")
 
@@ -152,7 +152,7 @@ def test_evaluate_writes_table_1(tiny_runs: Path, tmp_path: Path) -> None:
     assert [r["model"] for r in rows] == ["ResNet-18", "VIB-ResNet-18"]
     assert rows[0]["beta"] == "" and float(rows[1]["beta"]) == 0.01
     assert float(rows[0]["relative_to_baseline"]) == pytest.approx(100.0)
-    baseline_acc = read_checkpoint(tiny_runs / "baseline" / "last.pt")["metrics"][-1]["val_acc"]
+    baseline_acc = read_checkpoint(tiny_runs / "baseline" / "last.pt").metrics[-1]["val_acc"]
     assert float(rows[0]["top1"]) == pytest.approx(100 * baseline_acc, abs=1e-3)
     assert float(rows[1]["mean_kl"]) > 0 and rows[0]["mean_kl"] == ""
     assert "| VIB-ResNet-18 | 1e-02 |" in (out / "table1.md").read_text()
@@ -167,7 +167,7 @@ def test_sweep_skips_complete_runs_and_reports_failures(tmp_path: Path, capsys) 
     code = sweep_main(["--out", str(tmp_path), "--betas", "1e-3,1e-2", "--no-baseline", *options])
     output = capsys.readouterr()
     assert code == 1 and "1 run(s) failed: vib-beta0.01-seed0" in output.err
-    assert read_checkpoint(tmp_path / "vib-beta0.001-seed0" / "last.pt")["epoch"] == 1
+    assert read_checkpoint(tmp_path / "vib-beta0.001-seed0" / "last.pt").epoch == 1
     assert sweep_main(["--out", str(tmp_path), "--betas", "1e-3", "--no-baseline", *options]) == 0
     assert "skipped" in capsys.readouterr().out
 
@@ -195,4 +195,22 @@ def test_torchrun_trains_with_two_processes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     state = read_checkpoint(tmp_path / "ddp" / "last.pt")
     assert json.loads((tmp_path / "ddp" / "config.json").read_text())["environment"]["world_size"] == 2
-    assert state["epoch"] == 1 and not any(k.startswith("module.") for k in state["model"])
+    assert state.epoch == 1 and not any(k.startswith("module.") for k in state.model)
+
+
+def test_checkpoint_state_is_the_one_list_of_keys(tiny_runs: Path, tmp_path: Path) -> None:
+    """A renamed or missing key is refused with the file's name, not a KeyError later; plain dicts are
+    not accepted by the writer, so every checkpoint on disk has the typed layout."""
+    state = read_checkpoint(tiny_runs / "baseline" / "last.pt")
+    assert set(CheckpointState.required_keys()) == {"model", "arch", "head", "num_classes", "class_names",
+                                                     "class_labels", "options", "data"}
+    raw = state.to_dict()
+    raw["class_label"] = raw.pop("class_labels")  # a renamed key
+    torch.save(raw, tmp_path / "renamed.pt")
+    with pytest.raises(CheckpointError, match=r"renamed\.pt is an incomplete vibcam checkpoint: missing class_labels"):
+        load_model(tmp_path / "renamed.pt")
+    with pytest.raises(TypeError, match="CheckpointState"):
+        save_checkpoint(state.to_dict(), tmp_path / "plain.pt")
+    save_checkpoint(state, tmp_path / "again.pt")
+    again = read_checkpoint(tmp_path / "again.pt")
+    assert again.epoch == state.epoch and again.metrics == state.metrics and again.model.keys() == state.model.keys()

@@ -1,7 +1,7 @@
 """Shared survey fixtures: a sample study package, a SQLite URL in tmp_path, and PostgreSQL.
 
 ``pg_url`` gives each test a fresh database in one throwaway cluster per session
-(``survey.testing_pg``); where PostgreSQL is not installed the test skips locally and fails in CI.
+(``testing.postgres``); where PostgreSQL is not installed the test skips locally and fails in CI.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from survey.db import dispose_engines, get_engine
-from survey.sample_package import make_sample_package
+from testing.packages import make_package
 from tests.support import require
 
 _db_numbers = itertools.count()
@@ -24,7 +24,7 @@ def sample_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid package: 6 regular items, 1 attention check, an example, masks. Shared: do not modify
     it (copy it with shutil.copytree first)."""
     root = tmp_path_factory.mktemp("package") / "demo"
-    return make_sample_package(root, n_items=6, n_checks=1, with_masks=True)
+    return make_package(root, n_items=6, n_checks=1, with_masks=True)
 
 
 @pytest.fixture()
@@ -36,7 +36,7 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[str]:
     """URL of the maintenance database of a throwaway cluster (started once per test session)."""
-    from survey.testing_pg import temporary_cluster, unavailable_reason
+    from testing.postgres import temporary_cluster, unavailable_reason
 
     reason = unavailable_reason()
     require(reason is None, f"PostgreSQL tests cannot run: {reason}")

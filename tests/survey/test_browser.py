@@ -13,9 +13,9 @@ from PIL import Image
 
 from survey.db import dispose_engines
 from survey.export import votes_frame
+from testing import browser as ub
+from testing.packages import make_study
 from tests.support import require
-from tests.survey import ui_browser as ub
-from tests.survey.ui_fixtures import make_study
 
 pytestmark = pytest.mark.browser
 ADMIN_PASSWORD = "adm1n ✓ pass"

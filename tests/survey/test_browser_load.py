@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from survey.db import dispose_engines
+from testing import browser as ub
+from testing import browser_load as bl
+from testing.packages import make_study
 from tests.support import require
-from tests.survey import browser_load as bl
-from tests.survey import ui_browser as ub
-from tests.survey.ui_fixtures import make_study
 
 pytestmark = pytest.mark.browser
 N_RATERS = 8

@@ -16,17 +16,18 @@ import survey.service as service
 from survey.db import get_engine
 from survey.export import votes_frame
 from survey.importer import import_package
-from survey.sample_package import make_sample_package
+from testing.packages import make_package
+from testing.reveal import reveal_trial, vote_count
 
 # rater -> (choice on every trial, number of trials answered; None = all)
-# ("proposed": always the proposed map, found with the admin's reveal_trial, so the rate is far from 1/2)
+# ("proposed": always the proposed map, found with testing.reveal.reveal_trial, so the rate is far from 1/2)
 RATERS = {"left-1": ("A", None), "left-2": ("A", None), "right-1": ("B", None), "none-1": ("none", None),
           "fan-1": ("proposed", None), "fan-2": ("proposed", None), "left-partial": ("A", 4), "idle": ("A", 0)}
 
 
 @pytest.fixture()
 def engine(sqlite_url: str, tmp_path: Path) -> Engine:
-    package = make_sample_package(tmp_path / "demo", n_items=6, n_checks=1, allow_no_preference=True)
+    package = make_package(tmp_path / "demo", n_items=6, n_checks=1, allow_no_preference=True)
     engine = get_engine(sqlite_url)
     import_package(engine, package, repeats=2)
     for rater, (choice, limit) in RATERS.items():
@@ -35,7 +36,7 @@ def engine(sqlite_url: str, tmp_path: Path) -> Engine:
         while (limit is None or answered < limit) and (trial := service.next_trial(engine, "demo", rater)):
             click = choice
             if choice == "proposed":
-                revealed = service.reveal_trial(engine, trial.token)
+                revealed = reveal_trial(engine, trial.token)
                 click = "A" if revealed.left_method == revealed.proposed_method else "B"
             assert service.record_vote(engine, "demo", rater, trial.token, click).recorded
             answered += 1
@@ -64,7 +65,7 @@ def test_counts_of_raters_votes_and_attention_checks(engine: Engine) -> None:
     frame = votes_frame(engine, "demo").fillna({"chosen_method": ""})
     assert summary.study == "demo" and summary.is_open
     assert (summary.raters_started, summary.raters_finished) == (len(RATERS), 6)
-    assert summary.n_votes == len(frame) == service.vote_count(engine, "demo")
+    assert summary.n_votes == len(frame) == vote_count(engine, "demo")
     checks = frame[frame["attention_check"]]
     wrong = checks[checks["chosen_method"] != checks["expected_method"]]
     assert summary.attention_checks_answered == len(checks)
@@ -99,7 +100,7 @@ def test_an_unknown_study_is_an_error(engine: Engine) -> None:
 
 def test_a_study_without_votes_has_no_rate_and_no_interval(sqlite_url: str, tmp_path: Path) -> None:
     engine = get_engine(sqlite_url)
-    import_package(engine, make_sample_package(tmp_path / "demo", n_items=3, n_checks=1))
+    import_package(engine, make_package(tmp_path / "demo", n_items=3, n_checks=1))
     summary = service.admin_summary(engine, "demo")
     assert (summary.k, summary.n, summary.n_votes, summary.raters_started) == (0, 0, 0, 0)
     assert summary.proposed_rate is None and summary.ci is None

@@ -10,18 +10,18 @@ from sqlalchemy import func, select
 from survey.db import get_engine, read_session
 from survey.export import votes_frame
 from survey.importer import import_package
-from survey.sample_package import make_sample_package
 from survey.schema import Rater, Vote
 from survey.service import admin_summary
-from survey.testing_load import run_raters
+from testing.concurrent_raters import run_raters
+from testing.packages import make_package
 
 N_PROCESSES = 16
 
 
 @pytest.fixture(scope="module")
 def load_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_sample_package(tmp_path_factory.mktemp("big") / "load", name="load", n_items=6, n_checks=1,
-                               image_size=16, with_example=False)
+    return make_package(tmp_path_factory.mktemp("big") / "load", name="load", n_items=6, n_checks=1,
+                        image_size=16, with_example=False)
 
 
 @pytest.mark.slow
@@ -65,7 +65,7 @@ def test_app_replicas_migrating_a_fresh_database_at_once(backend: str, request: 
     from sqlalchemy import create_engine, make_url
 
     from survey.db import head_revision
-    from survey.testing_load import migrate_at_once
+    from testing.concurrent_raters import migrate_at_once
 
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     if backend == "postgresql":

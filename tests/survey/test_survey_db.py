@@ -19,6 +19,7 @@ from survey.db import (
 )
 from survey.importer import import_package
 from survey.schema import Assignment, Base, Study, Vote
+from testing.reveal import vote_count
 
 
 def test_url_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,7 +160,7 @@ def test_database_refuses_inconsistent_or_duplicate_votes(any_url: str, sample_p
         with pytest.raises(IntegrityError):
             with write_session(engine) as session:
                 session.add(Vote(**row))
-    assert service.vote_count(engine, "demo") == 1
+    assert vote_count(engine, "demo") == 1
 
 
 def test_database_refuses_deleting_a_study_with_votes(any_url: str, sample_package: Path) -> None:
@@ -167,4 +168,4 @@ def test_database_refuses_deleting_a_study_with_votes(any_url: str, sample_packa
     with pytest.raises(IntegrityError):
         with write_session(engine) as session:
             session.execute(text("DELETE FROM studies"))
-    assert service.vote_count(engine, "demo") == 1
+    assert vote_count(engine, "demo") == 1

@@ -13,12 +13,12 @@ from survey.package import (
     MANIFEST_NAME, SCHEMA, PackageError, Problem, UnsafePathError, content_name, load_package,
     package_fingerprint, resolve_inside, validate_manifest, validate_package, write_manifest,
 )
-from survey.sample_package import make_sample_package
+from testing.packages import make_package
 
 
 @pytest.fixture()
 def package(tmp_path: Path) -> Path:
-    return make_sample_package(tmp_path / "pkg", n_items=4, n_checks=1, with_masks=True)
+    return make_package(tmp_path / "pkg", n_items=4, n_checks=1, with_masks=True)
 
 
 def manifest_of(root: Path) -> dict:

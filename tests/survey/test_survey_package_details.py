@@ -12,13 +12,13 @@ import pytest
 from survey.package import (
     MANIFEST_NAME, PackageError, Problem, package_files, package_fingerprint, validate_manifest,
 )
-from survey.sample_package import make_sample_package
+from testing.packages import make_package
 
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("details") / "pkg"
-    return make_sample_package(root, n_items=3, n_checks=1, with_masks=True)
+    return make_package(root, n_items=3, n_checks=1, with_masks=True)
 
 
 def manifest_of(root: Path) -> dict:
@@ -85,7 +85,7 @@ def reference_fingerprint(root: Path, manifest: dict, files: list[str]) -> str:
 
 
 def test_fingerprint_format_and_what_it_depends_on(tmp_path: Path) -> None:
-    root = make_sample_package(tmp_path / "pkg", n_items=2, n_checks=0, with_masks=True)
+    root = make_package(tmp_path / "pkg", n_items=2, n_checks=0, with_masks=True)
     m = manifest_of(root)
     files = package_files(root, m)
     item = m["items"][0]
@@ -104,7 +104,7 @@ def test_fingerprint_format_and_what_it_depends_on(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------- file checks, exact texts
 def _fresh(tmp_path: Path) -> tuple[Path, dict]:
-    root = make_sample_package(tmp_path / "pkg", n_items=2, n_checks=0, with_masks=True)
+    root = make_package(tmp_path / "pkg", n_items=2, n_checks=0, with_masks=True)
     return root, manifest_of(root)
 
 

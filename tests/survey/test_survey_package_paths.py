@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from survey.package import MANIFEST_NAME, UnsafePathError, resolve_inside, validate_package
-from survey.sample_package import make_sample_package
+from testing.packages import make_package
 
 
 def inside(root: Path, path: str | Path) -> bool:
@@ -28,7 +28,7 @@ def inside(root: Path, path: str | Path) -> bool:
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pkg/ beside pkg-private/ (same name prefix), with links that stay in and links that leave."""
     base = tmp_path_factory.mktemp("paths")
-    package = make_sample_package(base / "pkg", n_items=2, n_checks=0)
+    package = make_package(base / "pkg", n_items=2, n_checks=0)
     private = base / "pkg-private"
     private.mkdir()
     (private / "secret.png").write_bytes(b"not for raters")
@@ -53,7 +53,7 @@ def test_links_into_a_sibling_with_the_same_prefix_are_refused(tree: Path, relat
 
 
 def test_validate_package_reports_an_image_behind_a_sibling_link(tmp_path: Path) -> None:
-    package = make_sample_package(tmp_path / "pkg", n_items=2, n_checks=0)
+    package = make_package(tmp_path / "pkg", n_items=2, n_checks=0)
     private = tmp_path / "pkg-private"
     private.mkdir()
     manifest = json.loads((package / MANIFEST_NAME).read_text())

@@ -14,9 +14,10 @@ import survey.service as service
 from survey.db import dispose_engines, get_engine, read_session
 from survey.export import votes_frame
 from survey.importer import import_package
-from survey.sample_package import make_sample_package
 from survey.schema import Assignment, Rater, utcnow
 from survey.service import SurveyError
+from testing.packages import make_package
+from testing.reveal import vote_count
 
 
 @pytest.fixture()
@@ -125,7 +126,7 @@ def test_concurrent_double_clicks_record_one_vote(engine: Engine) -> None:
         thread.join(60)
     assert errors == []
     assert sum(r.recorded for r in results) == 1 and sum(r.duplicate for r in results) == 7
-    assert service.vote_count(engine, "demo") == 1
+    assert vote_count(engine, "demo") == 1
 
 
 def test_stale_foreign_and_invented_tokens_are_refused(engine: Engine) -> None:
@@ -142,7 +143,7 @@ def test_stale_foreign_and_invented_tokens_are_refused(engine: Engine) -> None:
         service.record_vote(engine, "demo", "gina", gina.token, "C")  # type: ignore[arg-type]
     with pytest.raises(SurveyError):
         service.record_vote(engine, "other-study", "gina", gina.token, "A")
-    assert service.vote_count(engine, "demo") == 0
+    assert vote_count(engine, "demo") == 0
     assert service.record_vote(engine, "demo", "gina", gina.token, "A").recorded
 
 
@@ -151,7 +152,7 @@ def test_no_preference_only_where_allowed(any_url: str, tmp_path: Path, engine: 
     trial = service.next_trial(engine, "demo", "ivy")
     with pytest.raises(SurveyError, match="choose A or B"):
         service.record_vote(engine, "demo", "ivy", trial.token, "none")
-    package = make_sample_package(tmp_path / "np", name="np", allow_no_preference=True, n_checks=0)
+    package = make_package(tmp_path / "np", name="np", allow_no_preference=True, n_checks=0)
     import_package(engine, package)
     service.start_rater(engine, "np", "ivy")
     trial = service.next_trial(engine, "np", "ivy")
@@ -172,7 +173,7 @@ def test_closed_study_refuses_votes_and_new_raters(engine: Engine) -> None:
         service.start_rater(engine, "demo", "newcomer")
     with pytest.raises(SurveyError, match="closed"):
         service.next_trial(engine, "demo", "jack")
-    assert service.vote_count(engine, "demo") == 0
+    assert vote_count(engine, "demo") == 0
     service.set_study_open(engine, "demo", True)
     assert service.record_vote(engine, "demo", "jack", trial.token, "A").recorded
 

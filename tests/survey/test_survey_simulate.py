@@ -1,20 +1,21 @@
-"""Simulated raters vote through the service layer with crossed-design preferences (contract D)."""
+"""The demo's simulated raters (`scripts/simulate_raters.py`) vote through the service layer with
+crossed-design preferences (contract D)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
+from scripts.simulate_raters import main, simulate
 from survey.db import get_engine
 from survey.export import votes_frame
 from survey.importer import import_package
-from survey.sample_package import make_sample_package
 from survey.service import admin_summary
-from survey.simulate_raters import main, simulate
+from testing.packages import make_package
 
 
 def test_simulated_raters_fill_the_study(sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    package = make_sample_package(tmp_path / "sim", n_items=10, n_checks=2, image_size=16, with_example=False)
+    package = make_package(tmp_path / "sim", n_items=10, n_checks=2, image_size=16, with_example=False)
     engine = get_engine(sqlite_url)
     import_package(engine, package)
     assert simulate(sqlite_url, "demo", raters=12, seed=3, rate=0.95, rater_sd=0.0, item_sd=0.0,
@@ -55,7 +56,7 @@ def write_metrics(path: Path, manifest: dict, differences: dict[str, float]) -> 
 def test_metric_driven_raters_follow_what_is_on_screen(sqlite_url: str, tmp_path: Path) -> None:
     import json
 
-    package = make_sample_package(tmp_path / "sim", n_items=10, n_checks=1, image_size=16, with_example=False)
+    package = make_package(tmp_path / "sim", n_items=10, n_checks=1, image_size=16, with_example=False)
     manifest = json.loads((package / "manifest.json").read_text())
     regular = [item["id"] for item in manifest["items"] if not item.get("attention_check")]
     better, worse = regular[: len(regular) // 2], regular[len(regular) // 2:]
@@ -75,7 +76,7 @@ def test_metric_driven_raters_follow_what_is_on_screen(sqlite_url: str, tmp_path
 def test_identical_maps_give_no_preference(sqlite_url: str, tmp_path: Path) -> None:
     import json
 
-    package = make_sample_package(tmp_path / "sim", n_items=10, n_checks=0, image_size=16, with_example=False)
+    package = make_package(tmp_path / "sim", n_items=10, n_checks=0, image_size=16, with_example=False)
     manifest = json.loads((package / "manifest.json").read_text())
     write_metrics(tmp_path / "metrics.csv", manifest,
                   {i["id"]: 0.0 for i in manifest["items"] if not i.get("attention_check")})
@@ -91,7 +92,7 @@ def test_identical_maps_give_no_preference(sqlite_url: str, tmp_path: Path) -> N
 def test_metric_driven_raters_refuse_a_foreign_metrics_file(sqlite_url: str, tmp_path: Path, capsys) -> None:
     import json
 
-    package = make_sample_package(tmp_path / "sim", n_items=4, n_checks=0, image_size=16, with_example=False)
+    package = make_package(tmp_path / "sim", n_items=4, n_checks=0, image_size=16, with_example=False)
     manifest = json.loads((package / "manifest.json").read_text())
     write_metrics(tmp_path / "metrics.csv", manifest, {"other-item": 0.1})
     import_package(get_engine(sqlite_url), package)

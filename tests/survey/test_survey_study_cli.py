@@ -14,11 +14,12 @@ from sqlalchemy import func, select
 
 import survey.service as service
 from survey.db import get_engine, read_session
-from survey.export import ALL_COLUMNS, read_votes_csv, votes_frame, write_votes_csv
+from survey.export import export_votes_csv, votes_frame
 from survey.importer import StudyImportError, import_package
 from survey.package import MANIFEST_NAME, PackageError
 from survey.schema import Base, Study
 from survey.study import main
+from survey.votes_format import COLUMNS, read_votes_csv
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -168,10 +169,10 @@ def test_export_csv_columns_and_round_trip(package: Path, any_url: str, tmp_path
     out = tmp_path / "exports" / "votes.csv"
     assert main(["export", "demo", "--db", any_url, "--out", str(out)]) == 0
     assert "wrote 17 vote(s)" in capsys.readouterr().out
-    assert out.read_text().splitlines()[0] == ",".join(ALL_COLUMNS)
+    assert out.read_text().splitlines()[0] == ",".join(COLUMNS)
     assert [p.name for p in out.parent.iterdir()] == ["votes.csv"]  # no temp file left behind
     frame = votes_frame(any_url if isinstance(any_url, str) else engine, "demo")
-    assert list(frame.columns) == list(ALL_COLUMNS)
+    assert list(frame.columns) == list(COLUMNS)
     pd.testing.assert_frame_equal(read_votes_csv(out), frame)
     raw = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert set(raw["attention_check"]) == {"true", "false"}
@@ -194,13 +195,14 @@ def test_export_of_unknown_study_and_empty_study(package: Path, sqlite_url: str,
     assert main(["export", "nope", "--db", sqlite_url, "--out", str(tmp_path / "v.csv")]) == 1
     assert "no study named 'nope'" in capsys.readouterr().err and not (tmp_path / "v.csv").exists()
     import_package(get_engine(sqlite_url), package)
-    assert write_votes_csv(sqlite_url, "demo", tmp_path / "v.csv") == 0
-    assert (tmp_path / "v.csv").read_text().strip() == ",".join(ALL_COLUMNS)
+    assert export_votes_csv(sqlite_url, "demo", tmp_path / "v.csv") == 0
+    assert (tmp_path / "v.csv").read_text().strip() == ",".join(COLUMNS)
+    assert read_votes_csv(tmp_path / "v.csv").dtypes.equals(votes_frame(sqlite_url, "demo").dtypes)
 
 
 def test_command_line_entry_points(package: Path, tmp_path: Path) -> None:
     """Real subprocesses: --help everywhere, and a failed import exits 1 with no stack trace."""
-    for module in ("survey.study", "survey.invite", "survey.simulate_raters"):
+    for module in ("survey.study", "survey.invite", "scripts.simulate_raters"):
         done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True,
                               text=True)
         assert done.returncode == 0 and "usage:" in done.stdout

@@ -12,8 +12,9 @@ from survey.db import get_engine
 from survey.export import votes_frame
 from survey.invite import make_token
 from survey.ui_page import BUSY, GENERIC_ERROR, votes_csv
+from testing.browser import APP
+from testing.packages import make_study
 from tests.survey.test_admin_auth import FakeClock
-from tests.survey.ui_fixtures import APP, make_study
 
 SECRET = "a-test-secret-of-sufficient-length"
 

@@ -1,4 +1,4 @@
-"""Simulated raters for the demo: ``python -m survey.simulate_raters --db URL --study S --raters 30``.
+"""Simulated raters for the demo: ``python -m scripts.simulate_raters --db URL --study S --raters 30``.
 
 They vote through the same service functions as the app (start_rater, next_trial, record_vote), so a
 demo run also exercises the real vote path. Attention checks are answered correctly with probability
@@ -13,6 +13,9 @@ demo run also exercises the real vote path. Attention checks are answered correc
   (``analysis.simulate.crossed_preference_probabilities``), for power analyses and tests.
 
 Rater ids start with ``sim`` so an analysis report can tell simulated raters from people.
+
+A script, not part of the survey: it uses the analysis package's crossed-design maths, and the survey
+never imports the analysis (docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -24,10 +27,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from analysis.simulate import (
+    DEFAULT_SENSITIVITY,
+    crossed_preference_probabilities,
+    metric_differences,
+    metric_driven_probabilities,
+)
+from analysis.summary import SIMULATED_RATER_PREFIX as SIMULATED_PREFIX  # reports flag these raters
 from survey.db import DatabaseError, get_engine
-from survey.service import SurveyError, get_study, next_trial, record_vote, reveal_trial, start_rater
-
-SIMULATED_PREFIX = "sim"  # analysis.summary.SIMULATED_RATER_PREFIX must match
+from survey.service import SurveyError, get_study, next_trial, record_vote, start_rater
+from testing.reveal import reveal_trial
 
 
 def read_metric_rows(path: Path) -> list[dict[str, str]]:
@@ -39,8 +48,6 @@ def read_metric_rows(path: Path) -> list[dict[str, str]]:
 
 def differences_for(rows: list[dict[str, str]], path: Path, proposed: str, baseline: str) -> dict[str, float]:
     """item -> energy in mask of proposed minus baseline, from a cams.metrics CSV's rows."""
-    from analysis.simulate import metric_differences
-
     differences = metric_differences(rows, proposed, baseline)
     if not differences:
         raise SurveyError(f"{path} has no item scored for both {proposed!r} and {baseline!r}; "
@@ -56,9 +63,6 @@ def simulate(url: str | None, study: str, *, raters: int = 30, seed: int = 0, ra
 
     With ``metrics`` the preference follows each item's energy-in-mask difference; without, it is
     ``rate`` (default 0.7) on a typical item whatever the maps show."""
-    from analysis.simulate import (DEFAULT_SENSITIVITY, crossed_preference_probabilities,
-                                   metric_driven_probabilities)
-
     if not prefix.startswith(SIMULATED_PREFIX):
         raise SurveyError(f"--prefix must start with {SIMULATED_PREFIX!r} (reports use it to flag simulated "
                           f"raters), got {prefix!r}")
@@ -119,7 +123,7 @@ def simulate(url: str | None, study: str, *, raters: int = 30, seed: int = 0, ra
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m survey.simulate_raters",
+    parser = argparse.ArgumentParser(prog="python -m scripts.simulate_raters",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--db", default=None, metavar="URL",
                         help="database URL (default: $SURVEY_DB_URL or sqlite:///data/survey.db)")

@@ -1,4 +1,4 @@
-"""What every benchmark shares: the machine header, and the `--smoke` contract.
+"""What every benchmark in bench/ shares: the machine header, and the `--smoke` contract.
 
 Figures only mean something next to the CPU they were measured on (AVX2-only and AVX-512-BF16
 machines differ by 2x on the same code), so every benchmark starts by printing `machine_header()`.
@@ -63,7 +63,7 @@ def database_url(backend: str, folder: Path, stack: ExitStack) -> str | None:
     PostgreSQL cluster that lives as long as `stack`; None (with a note) when PostgreSQL cannot start."""
     if backend == "sqlite":
         return f"sqlite:///{folder / 'load.db'}"
-    from survey.testing_pg import ClusterError, temporary_cluster
+    from testing.postgres import ClusterError, temporary_cluster
 
     try:
         return stack.enter_context(temporary_cluster(durable=True))

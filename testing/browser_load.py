@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from tests.survey import ui_browser as ub
+from testing import browser as ub
 
 IMPATIENT_EVERY_S = 0.3
 PATIENT_EVERY_S = 5.0

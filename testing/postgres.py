@@ -13,12 +13,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from testing.ports import free_port
 
 PG_USER = "vibcam"
 PG_DATABASE = "survey"
@@ -60,12 +61,6 @@ def unavailable_reason() -> str | None:
     if _run_as() is None:
         return "running as root without a 'postgres' user and runuser to run PostgreSQL as"
     return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _call(command: list[str], what: str) -> None:

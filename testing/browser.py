@@ -1,27 +1,30 @@
 """Real-browser helpers for the rater app: start ``streamlit run survey/app.py`` on a free port, drive
 Debian's Chromium with Playwright, and record everything the browser receives.
 
-Used by the browser tests, ``bench/survey_click.py`` and the README screenshot
-(``VIBCAM_SCREENSHOT=path.png``). Nothing is downloaded: Playwright only drives ``/usr/bin/chromium``.
+Used by the browser tests, ``bench/survey_click.py``, ``bench/survey_browser_load.py`` (through
+:mod:`testing.browser_load`) and the README screenshot (``python -m testing.browser``). Nothing is
+downloaded: Playwright only drives ``/usr/bin/chromium``.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-REPO = Path(__file__).resolve().parents[2]
+from testing.ports import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "survey" / "app.py"  # the rater app, for streamlit.testing's AppTest.from_file
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -32,12 +35,6 @@ START_TIMEOUT_S = 90  # streamlit imports pandas & co.; slow on 2 busy cores
 
 def chromium_available() -> bool:
     return shutil.which("chromium") is not None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _streamlit_command() -> list[str]:
@@ -101,22 +98,26 @@ def _wait_healthy(server: AppServer, timeout: float) -> None:
 @contextmanager
 def serve_app(db_url: str, *, env: dict[str, str] | None = None, port: int | None = None,
               log_dir: Path | None = None) -> Iterator[AppServer]:
-    """Runs the rater app against ``db_url`` until the block ends (the server is always stopped)."""
+    """Runs the rater app against ``db_url`` until the block ends (the server is always stopped).
+
+    The server's log goes to ``log_dir`` (kept), or to a temporary folder deleted afterwards."""
     port = port or free_port()
-    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="survey-app-"))
-    log_path = log_dir / f"streamlit-{port}.log"
-    child_env = {**os.environ, "SURVEY_DB_URL": db_url, "PYTHONUNBUFFERED": "1", **(env or {})}
-    command = [*_streamlit_command(), "run", "survey/app.py", "--server.port", str(port),
-               "--server.headless", "true", "--server.address", "127.0.0.1"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=child_env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-    server = AppServer(process, port, log_path)
-    try:
-        _wait_healthy(server, START_TIMEOUT_S)
-        yield server
-    finally:
-        server.stop()
+    with ExitStack() as cleanup:
+        if log_dir is None:
+            log_dir = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="survey-app-"))
+        log_path = Path(log_dir) / f"streamlit-{port}.log"
+        child_env = {**os.environ, "SURVEY_DB_URL": db_url, "PYTHONUNBUFFERED": "1", **(env or {})}
+        command = [*_streamlit_command(), "run", "survey/app.py", "--server.port", str(port),
+                   "--server.headless", "true", "--server.address", "127.0.0.1"]
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(command, cwd=REPO, env=child_env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        server = AppServer(process, port, log_path)
+        try:
+            _wait_healthy(server, START_TIMEOUT_S)
+            yield server
+        finally:
+            server.stop()
 
 
 def launch_chromium(playwright):  # noqa: ANN001, ANN201 (playwright objects)
@@ -272,11 +273,11 @@ def screenshot_rater_page(db_url: str, study: str, out: Path, *, viewport: dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.survey.ui_browser --db sqlite:///data/survey.db --study demo --out x.png``"""
+    """``python -m testing.browser --db sqlite:///data/survey.db --study demo --out x.png``"""
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m tests.survey.ui_browser",
+        prog="python -m testing.browser",
         description="Screenshot the rater page (first pair) of a study, e.g. for the README. The SQLite "
                     "database is copied first, so the real one gains no rater.")
     parser.add_argument("--db", required=True, metavar="URL", help="sqlite:///PATH of the survey database")
