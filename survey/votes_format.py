@@ -340,7 +340,7 @@ def read_votes_csv(path: str | Path, *, fmt: VotesFormat | None = None) -> pd.Da
     require_columns(header, f"votes CSV {path}", fmt)
     try:
         # Every field as text, except that the parser may read integer columns as integers (fast).
-        text = {c: str for c in header if COLUMN_KINDS.get(c) != "int"}
+        text = {c: str for c in header if c not in fmt.of_kind("int")}
         try:  # pyarrow's parser when installed: about 5x faster at a million votes
             raw = pd.read_csv(path, engine="pyarrow", dtype=text, keep_default_na=False)
         except ImportError:

@@ -279,3 +279,12 @@ def test_distinction_rows_need_their_columns(tmp_path: Path) -> None:
     with pytest.raises(VotesFormatError, match=rf"{path} has distinction rows but is missing column\(s\) "
                                                r"method, confidence; distinction rows need"):
         read_votes_csv(path)
+
+
+def test_a_pairwise_file_keeps_a_column_named_like_a_distinction_one_as_text(tmp_path: Path) -> None:
+    """Without a ``task`` column a file is pairwise: an extra ``confidence`` column is not the distinction
+    task's integer column, it stays text as before issue 14."""
+    path = tmp_path / "votes.csv"
+    _frame(confidence=["007", "8"]).to_csv(path, index=False)
+    back = read_votes_csv(path)
+    assert back["confidence"].tolist() == ["007", "8"]
