@@ -276,7 +276,9 @@ def load_votes(
     return prepare_votes(raw, source=name, study=study, proposed=proposed, baseline=baseline)
 
 
-def read_votes_source(source: str | Path | pd.DataFrame, study: str | None = None) -> tuple[pd.DataFrame, str]:
+def read_votes_source(
+    source: str | Path | pd.DataFrame, study: str | None = None
+) -> tuple[pd.DataFrame, str]:
     """The raw rows of a CSV path, a database URL (then `study` is required) or a DataFrame, and the
     source's name for messages: the one way every loader (`load_votes`, `analysis.tasks.load_study`)
     reads votes. A CSV is read by the format's one reader, `survey.votes_format.read_votes_csv`."""

@@ -111,6 +111,7 @@ def simulate_distinction_votes(
             )
             frames.append(rows)
     out = pd.concat(frames, ignore_index=True)
+
     def chosen_and_answer() -> tuple[np.ndarray, np.ndarray]:
         answer = rng.integers(0, CANDIDATES, size=len(out))
         other = (answer + rng.integers(1, CANDIDATES, size=len(out))) % CANDIDATES  # any but the answer
