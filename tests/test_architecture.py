@@ -229,7 +229,7 @@ def test_survey_and_analysis_load_without_torch_at_run_time() -> None:
     modules = _runtime_modules("survey") + _runtime_modules("analysis") + ["fileio"]
     # the survey's and the analysis' test support, which a torch-free install runs too
     modules += ["testing.packages", "testing.reveal", "testing.concurrent_raters", "testing.postgres",
-                "testing.simulated_votes"]
+                "testing.simulated_votes", "testing.distinction_votes"]
     assert len(modules) > 30
     code = (f"import importlib, json, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {set(TORCH_WORLD)!r})))")
