@@ -9,10 +9,15 @@ as the pooled estimate, and is known to be slightly conservative.
 Everything is vectorised: votes are summed per (rater, item) cell into sparse matrices S (chosen
 proposed) and N (votes), and replicate b's rate is (w_b' S z_b) / (w_b' N z_b) for multinomial
 rater counts w_b and item counts z_b, so cost grows linearly with the number of cells.
+
+Groups that share items but not raters (methods of the distinction task: raters nested in methods,
+items crossed with them) use `grouped_replicates`: one item draw per replicate for every group,
+raters drawn within strata, so the groups' rates and their differences come from the same draws.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +67,15 @@ def multinomial_weights(n: int, replicates: int, rng: np.random.Generator) -> np
     return np.bincount(draws.ravel(), minlength=replicates * n).reshape(replicates, n).astype(float)
 
 
+def weighted_sums(matrix_csc: sparse.csc_matrix, w: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Per replicate b: sum over cells of w[b, r] * M[r, i] * z[b, i] (rater weights w, item weights z).
+
+    The one kernel of every crossed bootstrap: designs that share item draws between groups (e.g.
+    methods in `analysis.distinction`) call it once per group with the same `z`.
+    """
+    return np.einsum("br,rb->b", w, matrix_csc @ z.T)
+
+
 def bilinear_replicates(
     table: CellTable,
     replicates: int,
@@ -83,8 +97,7 @@ def bilinear_replicates(
         b = min(block, replicates - start)
         if resample_raters and resample_items:
             w, z = multinomial_weights(n_raters, b, rng), multinomial_weights(n_items, b, rng)
-            num = np.einsum("br,rb->b", w, s_csc @ z.T)
-            den = np.einsum("br,rb->b", w, n_csc @ z.T)
+            num, den = weighted_sums(s_csc, w, z), weighted_sums(n_csc, w, z)
         elif resample_items:  # one-way: only the item margins matter
             z = multinomial_weights(n_items, b, rng)
             num, den = z @ np.asarray(s_csc.sum(0)).ravel(), z @ np.asarray(n_csc.sum(0)).ravel()
@@ -154,3 +167,70 @@ def crossed_intervals(
             table, replicates=replicates, seed=seed + 2, confidence=confidence, resample_items=False
         ),
     }
+
+
+# --- several groups sharing the item draws (e.g. methods with raters nested in them) ----------------
+
+
+def aligned_tables(
+    frame: pd.DataFrame, group: str, groups: Sequence[str], outcome: str = "y"
+) -> tuple[dict[str, CellTable], np.ndarray, np.ndarray]:
+    """One (rater x item) cell table per group over ONE rater and item index, so weights line up.
+
+    Returns the tables, the rater ids and the item ids (row and column order of every table).
+    """
+    rater_codes, raters = pd.factorize(frame["rater"].astype(str), sort=True)
+    item_codes, items = pd.factorize(frame["item"].astype(str), sort=True)
+    y = frame[outcome].to_numpy(dtype=float)
+    keys = frame[group].to_numpy()
+    shape = (len(raters), len(items))
+    tables = {}
+    for name in groups:
+        keep = (keys == name) & ~np.isnan(y)
+        r, i = rater_codes[keep], item_codes[keep]
+        tables[name] = CellTable(
+            sparse.csr_matrix((y[keep], (r, i)), shape=shape),
+            sparse.csr_matrix((np.ones(keep.sum()), (r, i)), shape=shape),
+            np.asarray(raters),
+            np.asarray(items),
+        )
+    return tables, np.asarray(raters), np.asarray(items)
+
+
+def stratified_weights(strata: np.ndarray, replicates: int, rng: np.random.Generator) -> np.ndarray:
+    """replicates x R bootstrap counts: each stratum's raters drawn with replacement within it."""
+    w = np.zeros((replicates, len(strata)))
+    for stratum in np.unique(strata):
+        members = np.flatnonzero(strata == stratum)
+        w[:, members] = multinomial_weights(len(members), replicates, rng)
+    return w
+
+
+def grouped_replicates(
+    tables: dict[str, CellTable],
+    strata: np.ndarray,
+    replicates: int,
+    rng: np.random.Generator,
+    *,
+    resample_raters: bool = True,
+    block: int = 256,
+) -> dict[str, np.ndarray]:
+    """Bootstrap replicates of every group's pooled rate under ONE draw of items per replicate.
+
+    Items are shared by all groups (crossed), raters are drawn within `strata`; with
+    `resample_raters=False` rater weights stay 1 (the naive "items only" variant). NaN marks a
+    replicate in which a group has no answer.
+    """
+    first = next(iter(tables.values()))
+    n_raters, n_items = first.shape
+    csc = {name: (t.successes.tocsc(), t.trials.tocsc()) for name, t in tables.items()}
+    out = {name: np.empty(replicates) for name in tables}
+    for start in range(0, replicates, block):
+        b = min(block, replicates - start)
+        z = multinomial_weights(n_items, b, rng)
+        w = stratified_weights(strata, b, rng) if resample_raters else np.ones((b, n_raters))
+        for name, (s, n) in csc.items():
+            num, den = weighted_sums(s, w, z), weighted_sums(n, w, z)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[name][start : start + b] = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    return out

@@ -56,13 +56,13 @@ def _count(frame: pd.DataFrame) -> dict:
     return {"votes": int(len(frame)), "raters": int(frame["rater"].nunique())}
 
 
-def apply_exclusions(votes: Votes, rules: ExclusionRules = ExclusionRules()) -> ExclusionResult:
-    """Votes left after the rules, and a report: per rule the raters and votes it removed.
+def exclude_rows(frame: pd.DataFrame, rules: ExclusionRules = ExclusionRules()) -> tuple[pd.DataFrame, dict]:
+    """Rows left after the rules, and the report (per rule the raters and rows it removed).
 
-    Raises `VotesError` when no comparison vote survives, naming the rule counts so the analyst
-    knows which flag to loosen.
+    Works on any answer table with `rater`, `rater_finished`, `failed_check` and `response_ms`
+    columns, so pairwise votes and distinction answers (`analysis.distinction_answers`) share one
+    set of rules.
     """
-    frame = votes.frame
     before = _count(frame)
     steps: list[dict] = []
 
@@ -111,7 +111,6 @@ def apply_exclusions(votes: Votes, rules: ExclusionRules = ExclusionRules()) -> 
         )
         frame = frame[~fast]
 
-    kept = votes.with_frame(frame.reset_index(drop=True))
     after = _count(frame)
     report = {
         "rules": rules.as_dict(),
@@ -123,8 +122,19 @@ def apply_exclusions(votes: Votes, rules: ExclusionRules = ExclusionRules()) -> 
         "votes_excluded": before["votes"] - after["votes"],
         "raters_excluded": before["raters"] - after["raters"],
     }
+    return frame.reset_index(drop=True), report
+
+
+def apply_exclusions(votes: Votes, rules: ExclusionRules = ExclusionRules()) -> ExclusionResult:
+    """Votes left after the rules, and a report: per rule the raters and votes it removed.
+
+    Raises `VotesError` when no comparison vote survives, naming the rule counts so the analyst
+    knows which flag to loosen.
+    """
+    frame, report = exclude_rows(votes.frame, rules)
+    kept = votes.with_frame(frame)
     if kept.comparisons.empty:
-        detail = ", ".join(f"{s['rule']}: {s['votes']} votes" for s in steps)
+        detail = ", ".join(f"{s['rule']}: {s['votes']} votes" for s in report["steps"])
         raise VotesError(
             f"every comparison vote was excluded ({detail}); loosen the exclusion flags "
             "(e.g. --keep-unfinished, --max-failed-checks N, --min-response-ms 0) or use --no-exclusions"

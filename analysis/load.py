@@ -65,8 +65,9 @@ _METHOD_COLUMNS = (
 
 
 @contextmanager
-def _as_votes_error() -> Iterator[None]:
-    """The votes format's own errors (`survey.votes_format`) as `VotesError`: callers catch one type."""
+def as_votes_error() -> Iterator[None]:
+    """The votes format's own errors (`survey.votes_format`) as `VotesError`: callers catch one type
+    (also around the format's parsers in `analysis.distinction_answers`)."""
     try:
         yield
     except VotesFormatError as exc:
@@ -74,7 +75,7 @@ def _as_votes_error() -> Iterator[None]:
 
 
 def _parse_bool(series: pd.Series, column: str, source: str) -> pd.Series:
-    with _as_votes_error():
+    with as_votes_error():
         return parse_bools(series, column, source)
 
 
@@ -122,7 +123,7 @@ def prepare_votes(
     `study` picks one study when the rows hold several; `proposed`/`baseline`, when given, must match
     the methods recorded in the votes (a guard against analysing the wrong study or a renamed method).
     """
-    with _as_votes_error():
+    with as_votes_error():
         require_columns(raw.columns, source)
     frame = raw.copy()
     frame["study"], _, _ = _clean(frame["study"])
@@ -271,14 +272,21 @@ def load_votes(
     One entry point for the command, the notebook and tests: the notebook's single `SOURCE` may be
     either a path or a URL.
     """
+    raw, name = read_votes_source(source, study)
+    return prepare_votes(raw, source=name, study=study, proposed=proposed, baseline=baseline)
+
+
+def read_votes_source(
+    source: str | Path | pd.DataFrame, study: str | None = None
+) -> tuple[pd.DataFrame, str]:
+    """The raw rows of a CSV path, a database URL (then `study` is required) or a DataFrame, and the
+    source's name for messages: the one way every loader (`load_votes`, `analysis.tasks.load_study`)
+    reads votes. A CSV is read by the format's one reader, `survey.votes_format.read_votes_csv`."""
     if isinstance(source, pd.DataFrame):
-        raw, name = source, "votes frame"
-    elif looks_like_db_url(str(source)):
+        return source, "votes frame"
+    if looks_like_db_url(str(source)):
         if not study:
             raise VotesError(f"a database source ({source}) needs a study name: pass --study NAME")
-        raw, name = read_votes_db(str(source), study), f"database {source}"
-    else:
-        with _as_votes_error():  # the format's one reader: `survey.votes_format.read_votes_csv`
-            raw = read_votes_csv(source)
-        name = f"votes CSV {source}"
-    return prepare_votes(raw, source=name, study=study, proposed=proposed, baseline=baseline)
+        return read_votes_db(str(source), study), f"database {source}"
+    with as_votes_error():
+        return read_votes_csv(source), f"votes CSV {source}"

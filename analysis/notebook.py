@@ -10,9 +10,11 @@ import os
 
 import pandas as pd
 
-from analysis.load import Votes, load_votes, looks_like_db_url
+from analysis.distinction_power import plan
+from analysis.load import Votes, looks_like_db_url
 from analysis.render import Block, build_blocks
 from analysis.summary import Analysis
+from analysis.tasks import StudyVotes, load_study
 
 #: Environment variables that override the notebook's SOURCE / study (tests point them at generated votes).
 SOURCE_VARIABLE = "VIBCAM_VOTES"
@@ -34,14 +36,53 @@ def resolve_source(source: str, study: str | None = None) -> tuple[str, str | No
     return source, study
 
 
-def load(source: str, study: str | None = None) -> Votes:
-    """Load and validate votes from a CSV path or database URL (after the environment overrides)."""
+def load(source: str, study: str | None = None) -> StudyVotes:
+    """Load and validate one study's votes (pairwise and/or distinction answers) from a CSV path or
+    database URL (after the environment overrides)."""
     source, study = resolve_source(source, study)
-    return load_votes(source, study)
+    return load_study(source, study)
 
 
-def overview(votes: Votes) -> pd.DataFrame:
-    """What was loaded, before any exclusion."""
+def overview(votes: Votes | StudyVotes) -> pd.DataFrame:
+    """What was loaded, before any exclusion: the pairwise votes, then the distinction answers if any."""
+    if isinstance(votes, StudyVotes):
+        parts = [pairwise_overview(votes.pairwise)] if votes.pairwise is not None else []
+        if votes.distinction is not None:
+            parts.append(distinction_overview(votes))
+        return pd.concat(parts)
+    return pairwise_overview(votes)
+
+
+def distinction_overview(votes: StudyVotes) -> pd.DataFrame:
+    """Distinction answers loaded (before exclusions): methods, answers, raters, items, checks."""
+    d = votes.distinction
+    f = d.frame
+    return pd.DataFrame(
+        {
+            "": [
+                "study",
+                "source",
+                "distinction methods",
+                "distinction answers",
+                "distinction raters",
+                "distinction items",
+                "distinction attention checks",
+            ],
+            "value": [
+                d.study,
+                d.source,
+                ", ".join(d.methods),
+                len(f),
+                f["rater"].nunique(),
+                f.loc[~f["attention_check"], "item"].nunique(),
+                int(f["attention_check"].sum()),
+            ],
+        }
+    ).set_index("")
+
+
+def pairwise_overview(votes: Votes) -> pd.DataFrame:
+    """Pairwise votes loaded, before any exclusion."""
     f = votes.frame
     return pd.DataFrame(
         {
@@ -97,6 +138,11 @@ def show(analysis: Analysis, section: str) -> None:
 
     grouped = sections(analysis)
     matches = [name for name in grouped if name and name.lower().startswith(section.lower())]
+    distinction = section.lower().startswith("distinction")
+    if not matches and (distinction or analysis.votes is None):
+        what = "distinction answers" if distinction else "pairwise votes"
+        display(Markdown(f"*This study has no {what}: section {section!r} is skipped.*"))
+        return
     if not matches:
         raise KeyError(
             f"no report section starts with {section!r}; sections: {', '.join(n for n in grouped if n)}"
@@ -112,3 +158,24 @@ def show(analysis: Analysis, section: str) -> None:
             display(HTML(block.content.to_html(index=False)))
         elif block.kind == "figure":
             display(Image(data=block.content, format="png"))
+
+
+def distinction_planning(
+    analysis: Analysis,
+    accuracies: tuple[float, float] = (0.5, 0.35),
+    rater_sd: float = 0.5,
+    item_sd: float = 1.0,
+    item_method_sd: float = 0.5,
+    sims: int = 30,
+) -> pd.DataFrame | str:
+    """Half-width of the difference's interval for this study's size and for twice the raters
+    (`analysis.distinction_power.plan`, few simulations: a quick look; use the command for decisions)."""
+    if "distinction" not in analysis.summary:
+        return "This study has no distinction answers; see `python -m analysis.power distinction --help`."
+    d = analysis.summary["distinction"]
+    raters = max(2, min(r["n_raters"] for r in d["methods"].values()))
+    result = plan(
+        [raters, 2 * raters], [max(2, d["n_items"])], accuracies, rater_sd, item_sd, item_method_sd,
+        sims=sims, replicates=100,
+    )
+    return pd.DataFrame(result["grid"]).set_index(["raters_per_method", "items"])

@@ -116,3 +116,31 @@ def bradley_terry_plot(strengths: list[dict]) -> bytes:
     ax.axvline(0, color="black", lw=0.8, ls="--")
     ax.set_xlabel("Bradley-Terry log-strength (mean 0), 95% two-way bootstrap interval")
     return _png(fig)
+
+
+def distinction_plot(distinction: dict) -> bytes:
+    """Left: each method's accuracy with its two-way interval against 25 % chance. Right: accuracy by
+    confidence level per method (calibration); a rising line means confidence is informative."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    methods = list(distinction["methods"])
+    acc = [distinction["methods"][m]["accuracy"] for m in methods]
+    cis = [distinction["methods"][m]["ci_bootstrap"] or [a, a] for m, a in zip(methods, acc)]
+    x = np.arange(len(methods))
+    left.errorbar(x, acc, yerr=_errors(acc, [c[0] for c in cis], [c[1] for c in cis]), fmt="o", capsize=4)
+    left.axhline(distinction["chance"], color="black", lw=0.8, ls="--", label="chance (25 %)")
+    left.set_xticks(x, methods)
+    left.set_xlim(-0.6, len(methods) - 0.4)
+    left.set_ylim(0, 1)
+    left.set_ylabel("accuracy (prediction's map chosen)")
+    left.set_title("Accuracy with its two-way rater x item interval", fontsize=9)
+    left.legend(fontsize=8, loc="upper right")
+    for m in methods:
+        rows = [r for r in distinction["calibration"]["by_method"][m] if r["n"]]
+        right.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], "o-", label=m)
+    right.axhline(distinction["chance"], color="black", lw=0.8, ls="--")
+    right.set_xticks([1, 2, 3, 4, 5])
+    right.set_ylim(0, 1)
+    right.set_xlabel("confidence")
+    right.set_title("Accuracy by confidence", fontsize=9)
+    right.legend(fontsize=8, loc="lower right")
+    return _png(fig)

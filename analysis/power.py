@@ -236,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m analysis.power",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Distinction studies (raters nested in methods): python -m analysis.power distinction --help",
     )
     parser.add_argument("--raters", type=int, default=30, help="raters R (each votes on every item)")
     parser.add_argument("--items", type=int, default=15, help="items I")
@@ -419,6 +420,11 @@ def print_report(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["distinction"]:  # plans a distinction study (issue 14); see analysis.distinction_power
+        from analysis.distinction_power import main as plan_distinction
+
+        return plan_distinction(argv[1:])
     args = build_parser().parse_args(argv)
     problems = []
     if args.raters < 1 or args.items < 1:

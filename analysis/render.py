@@ -71,6 +71,8 @@ def _headline_rows(s: dict) -> list[tuple[str, str]]:
 def build_blocks(analysis: Analysis) -> list[Block]:
     """The whole report, top to bottom."""
     s = analysis.summary
+    if analysis.votes is None:  # distinction answers only
+        return distinction_only_blocks(s)
     study = s["study"]
     proposed, baseline = study["proposed"], study["baseline"]
     blocks: list[Block] = [
@@ -375,6 +377,168 @@ def build_blocks(analysis: Analysis) -> list[Block]:
                 ),
             ),
         ]
+    if "distinction" in s:
+        blocks += distinction_blocks(s["distinction"])
+    return blocks
+
+
+def distinction_only_blocks(s: dict) -> list[Block]:
+    """The report of a study without pairwise votes: a note, then the distinction section."""
+    study = s["study"]
+    blocks = [
+        Block(
+            "p",
+            f"Study **{study['name']}** from {study['source']}: distinction task with method(s) "
+            f"{', '.join(f'**{m}**' for m in study['methods'])}. {s['pairwise']['skipped'].capitalize()}: the pairwise "
+            "sections (preference rate, items won, position bias, agreement) are skipped.",
+        ),
+        Block("h2", "Conclusion"),
+        Block("p", s["conclusion"]),
+    ]
+    if s["warnings"]:
+        blocks += [Block("h3", "Warnings"), Block("list", s["warnings"])]
+    return blocks + distinction_blocks(s["distinction"], with_conclusion=False)
+
+
+def distinction_blocks(d: dict, with_conclusion: bool = True) -> list[Block]:
+    """The "Distinction task" section: accuracy per method, differences, calibration, runner-up
+    (`with_conclusion` repeats its conclusion, which a distinction-only report shows at the top)."""
+    methods = d["methods"]
+    blocks = [
+        Block("h2", "Distinction task"),
+        Block(
+            "p",
+            "Each rater saw one image with the maps of one method for the model's top-4 classes and picked "
+            "the map of the model's actual prediction (chance: 25 %), then rated their confidence (1-5). "
+            "Raters are nested in methods, items crossed with methods."
+            + (" " + d["conclusion"] if with_conclusion else ""),
+        ),
+        Block(
+            "table",
+            pd.DataFrame(
+                [
+                    {
+                        "method": m,
+                        "answers": r["n_answers"],
+                        "raters x items": f"{r['n_raters']} x {r['n_items']}",
+                        "accuracy": fmt_rate(r["accuracy"]),
+                        "binomial p vs 25 % (greater / two-sided)": f"{fmt_p(r['p_greater'])} / {fmt_p(r['p_two_sided'])}",
+                        "Clopper-Pearson": fmt_ci(r["ci_exact"]),
+                        "two-way bootstrap (primary)": fmt_ci(r["ci_bootstrap"]),
+                        "all answers (no exclusions)": fmt_rate(d["without_exclusions"]["methods"].get(m, {}).get("accuracy")),
+                    }
+                    for m, r in methods.items()
+                ]
+            ),
+        ),
+        Block("figure", plots.distinction_plot(d), "distinction.png"),
+    ]
+    if d["differences"]:
+        mm = d["mixed_model"]
+        mixed = {(x["a"], x["b"]): x for x in mm.get("differences", [])}
+        blocks += [
+            Block("h3", "Differences between methods"),
+            Block(
+                "table",
+                pd.DataFrame(
+                    [
+                        {
+                            "difference": f"{x['a']} - {x['b']}",
+                            "estimate": f"{100 * x['estimate']:+.1f} points",
+                            "bootstrap: items shared, raters within method (primary)": fmt_ci(x["ci_bootstrap"]),
+                            "items only (ignores raters)": fmt_ci(x["ci_items_only"]),
+                            "Wald (answers independent)": fmt_ci(x["ci_naive"]),
+                            "MixedLM": fmt_ci(mixed[(x["a"], x["b"])]["ci"]) if (x["a"], x["b"]) in mixed else "n/a",
+                        }
+                        for x in d["differences"]
+                    ]
+                ),
+            ),
+            Block(
+                "p",
+                "The primary interval draws items once for both methods (every image was shown under both) and "
+                "raters within each method (different people). The items-only and Wald intervals ignore that "
+                "answers cluster within raters and are too narrow when raters differ. "
+                + (f"MixedLM: {mm['reason']}." if not mm.get("fitted") else
+                   f"MixedLM variance components: rater {mm['rater_var']:.4f}, item {mm['item_var']:.4f}, "
+                   f"item x method {mm['item_method_var']:.4f}, residual {mm['residual_var']:.4f}."),
+            ),
+        ]
+    cal = d["calibration"]
+    hl, slope, mc = cal["high_minus_low"], cal["slope"], cal["mean_confidence"]
+    level_rows = []
+    for row in cal["levels"]:
+        entry = {"confidence": row["confidence"], "answers": row["n"], "accuracy (all)": fmt_rate(row["accuracy"]),
+                 "Clopper-Pearson": fmt_ci(row["ci_exact"])}
+        for m in methods:
+            at = next(r for r in cal["by_method"][m] if r["confidence"] == row["confidence"])
+            entry[m] = f"{fmt_rate(at['accuracy'])} ({at['n']})"
+        level_rows.append(entry)
+    slope_text = (
+        f"Logistic slope {slope['log_odds_per_level']:+.2f} log-odds per confidence step "
+        f"(rater-clustered 95 % {fmt_ci(slope['ci'], False)}, p = {fmt_p(slope['p_two_sided'])})."
+        if slope.get("fitted") else f"Logistic slope: {slope['reason']}."
+    )
+    blocks += [
+        Block("h3", "Confidence calibration"),
+        Block("table", pd.DataFrame(level_rows)),
+        Block(
+            "p",
+            "High (4-5) minus low (1-2) confidence accuracy: "
+            + (f"{100 * hl['estimate']:+.1f} points, two-way {fmt_ci(hl['ci_bootstrap'])}. " if hl["estimate"] is not None else "n/a. ")
+            + slope_text
+            + f" Mean confidence when correct {fmt_num(mc['correct'], 2)}, when wrong {fmt_num(mc['wrong'], 2)}"
+            + (f"; {cal['missing']} answer(s) without confidence." if cal["missing"] else "."),
+        ),
+    ]
+    ru = d["runner_up"]
+    blocks += [
+        Block("h3", "Confusion with the runner-up class"),
+        Block(
+            "table",
+            pd.DataFrame(
+                [
+                    {
+                        "method": name,
+                        "wrong answers": r["wrong"],
+                        "on rank 2": r["runner_up"],
+                        "share": fmt_rate(r["share"]),
+                        "two-way bootstrap": fmt_ci(r["ci_bootstrap"]),
+                        "binomial p vs 1/3": fmt_p(r["p_two_sided"]),
+                        "answers by rank 1/2/3/4": "/".join(str(r["by_rank"][k]) for k in ("1", "2", "3", "4")),
+                    }
+                    for name, r in [("all", ru["all"]), *ru["methods"].items()]
+                ]
+            ),
+        ),
+        Block(
+            "p",
+            "If wrong picks were random among the three wrong maps, a third would fall on the runner-up; "
+            "a larger share means the maps of the top-2 classes look alike to people.",
+        ),
+    ]
+    ex = d["exclusions"]
+    design = d["design"]
+    blocks += [
+        Block("h3", "Distinction answers: design and exclusions"),
+        Block(
+            "p",
+            f"{ex['votes_excluded']} of {ex['votes_before']} answers and {ex['raters_excluded']} of "
+            f"{ex['raters_before']} raters excluded (same rules as the pairwise votes; an attention check is "
+            f"failed when the obvious map is not chosen). Raters per method: "
+            + ", ".join(f"{m} {n}" for m, n in design["raters_per_method"].items())
+            + f"; raters nested in methods: {design['raters_nested_in_methods']}; every item under every "
+            f"method: {design['items_crossed_with_methods']}; attention checks {design['attention_checks']} "
+            f"({design['failed_checks']} failed); repeats {design['repeats']} (not analysed).",
+        ),
+        Block(
+            "table",
+            pd.DataFrame([{k: st[k] for k in ("rule", "detail", "raters", "votes")} for st in ex["steps"]])
+            .rename(columns={"votes": "answers"})
+            if ex["steps"]
+            else pd.DataFrame({"rule": ["(none)"]}),
+        ),
+    ]
     return blocks
 
 

@@ -3,7 +3,8 @@
     python -m analysis.report --votes votes.csv --out reports/demo
     python -m analysis.report --db sqlite:///data/survey.db --study demo --out reports/demo --metrics metrics.csv
 
-Also writes items.csv (every item's votes and interval) and figures/ (the PNGs report.md links).
+Also writes items.csv (every item's votes and interval; pairwise votes), distinction_items.csv (accuracy per
+item and method; distinction answers, issue 14) and figures/ (the PNGs report.md links).
 Everything is written to a temporary folder first and moved into place at the end, so a failed
 run never leaves half a report.
 """
@@ -22,10 +23,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from analysis.exclusions import ExclusionRules
-from analysis.load import VotesError, load_votes
+from analysis.load import VotesError
 from analysis.metrics import load_metrics
 from analysis.render import build_blocks, to_html, to_markdown
 from analysis.summary import Analysis, AnalysisOptions, run_analysis
+from analysis.tasks import load_study
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +125,8 @@ def rules_from_args(args: argparse.Namespace) -> ExclusionRules:
 
 def write_report(analysis: Analysis, out: Path) -> list[Path]:
     """Write every output into `out` atomically; returns the written paths."""
-    title = f"Preference study report: {analysis.summary['study']['name']}"
+    kind = "Preference" if analysis.votes is not None else "Distinction"
+    title = f"{kind} study report: {analysis.summary['study']['name']}"
     blocks = build_blocks(analysis)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     summary = dict(analysis.summary, generated_at=stamp)
@@ -140,7 +143,10 @@ def write_report(analysis: Analysis, out: Path) -> list[Path]:
             to_markdown(blocks, title) + f"\n_Generated {stamp}._\n", encoding="utf-8"
         )
         (staging / "report.html").write_text(to_html(blocks, title), encoding="utf-8")
-        analysis.items.to_csv(staging / "items.csv", index=False)
+        if analysis.votes is not None:
+            analysis.items.to_csv(staging / "items.csv", index=False)
+        if analysis.distinction_items is not None:
+            analysis.distinction_items.to_csv(staging / "distinction_items.csv", index=False)
         (staging / "summary.json").write_text(
             json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
@@ -196,11 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             "mixed models",
             "method comparison",
             "automatic metrics",
+            "distinction task",
             "write",
         ]
         with tqdm(total=len(steps), desc="analysis", unit="step", file=sys.stderr) as bar:
             bar.set_postfix_str("load")
-            votes = load_votes(
+            votes = load_study(
                 args.db or args.votes, args.study, proposed=args.proposed, baseline=args.baseline
             )
 
@@ -221,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     print(analysis.summary["conclusion"])
     for warning in analysis.summary["warnings"]:
         print(f"warning: {warning}")
-    print(f"report: {Path(args.out) / 'report.html'} (also report.md, summary.json, items.csv)")
+    tables = ", ".join(
+        name
+        for name, present in (("items.csv", analysis.votes is not None), ("distinction_items.csv", analysis.distinction_items is not None))
+        if present
+    )
+    print(f"report: {Path(args.out) / 'report.html'} (also report.md, summary.json, {tables})")
     return 0
 
 

@@ -16,6 +16,8 @@ import pandas as pd
 from analysis.agreement import agreement_summary, retest_consistency
 from analysis.binomial import binomial_summary
 from analysis.crossed import bootstrap_rate, cell_table
+from analysis.distinction import distinction_results
+from analysis.distinction_answers import DistinctionAnswers
 from analysis.exclusions import ExclusionRules, apply_exclusions
 from analysis.items import item_level_summary, per_item_table
 from analysis.load import Votes
@@ -23,6 +25,7 @@ from analysis.metrics import metric_correlations
 from analysis.mixed import fit_mixed_models
 from analysis.multi import compare_methods
 from analysis.position import position_bias
+from analysis.tasks import StudyVotes
 
 #: The keys pipelines may rely on (issue 5); extra keys may be added, these never change.
 STABLE_KEYS = (
@@ -63,14 +66,20 @@ class AnalysisOptions:
 
 @dataclass
 class Analysis:
-    """Everything a report shows: `summary` (JSON-ready), per-item and per-rater tables, the votes."""
+    """Everything a report shows: `summary` (JSON-ready), per-item and per-rater tables, the votes.
+
+    A study without pairwise votes (distinction task only) has `votes` and `all_votes` None and empty
+    `items`/`raters`; `distinction_items` holds the per-(item, method) accuracies when the study has
+    distinction answers.
+    """
 
     summary: dict
     items: pd.DataFrame
     raters: pd.DataFrame
-    votes: Votes
-    all_votes: Votes
+    votes: Votes | None
+    all_votes: Votes | None
     extra: dict = field(default_factory=dict)
+    distinction_items: pd.DataFrame | None = None
 
 
 def per_rater_table(votes: Votes) -> pd.DataFrame:
@@ -189,14 +198,23 @@ def _crossed_warnings(result: dict, options: AnalysisOptions) -> list[str]:
 
 
 def run_analysis(
-    votes: Votes,
+    votes: Votes | StudyVotes,
     rules: ExclusionRules = ExclusionRules(),
     options: AnalysisOptions = AnalysisOptions(),
     metrics: pd.DataFrame | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Analysis:
-    """All analyses of one study. `progress(step)` is called before each step (for progress bars)."""
+    """All analyses of one study. `progress(step)` is called before each step (for progress bars).
+
+    `votes` is a study's pairwise `Votes` or a `StudyVotes` (`analysis.tasks.load_study`) that may
+    also hold distinction answers (summary key `distinction`); without pairwise votes only the
+    distinction task is analysed and the pairwise parts are skipped with a note.
+    """
     step = progress or (lambda name: None)
+    study = votes if isinstance(votes, StudyVotes) else StudyVotes(votes, None)
+    if study.pairwise is None:
+        return _distinction_only(study.distinction, rules, options, step, metrics_given=metrics is not None)
+    votes = study.pairwise
     step("exclusions")
     excluded = apply_exclusions(votes, rules)
     kept = excluded.votes
@@ -256,18 +274,89 @@ def run_analysis(
     )
     if rules_changed:
         warnings.append("The exclusions change the conclusion of the binomial test; report both.")
+    distinction_items = None
+    if study.distinction is not None:
+        step("distinction task")
+        summary["distinction"], distinction_items = _distinction(study.distinction, rules, options)
+        warnings += summary["distinction"]["warnings"]
     summary["warnings"] = warnings
     summary["simulated_raters"] = simulated_raters(kept.frame["rater"])
     summary["conclusion"] = conclusion(summary, options)
-    summary["options"] = {
+    summary["options"] = options_summary(options)
+    return Analysis(
+        summary=to_jsonable(summary),
+        items=items,
+        raters=per_rater_table(kept),
+        votes=kept,
+        all_votes=votes,
+        distinction_items=distinction_items,
+    )
+
+
+def options_summary(options: AnalysisOptions) -> dict:
+    """The `options` key of summary.json."""
+    return {
         "confidence": options.confidence,
         "bootstrap_replicates": options.replicates,
         "seed": options.seed,
         "side_threshold": options.side_threshold,
         "min_side_votes": options.min_side_votes,
     }
+
+
+def _distinction(
+    answers: DistinctionAnswers, rules: ExclusionRules, options: AnalysisOptions
+) -> tuple[dict, pd.DataFrame]:
+    """`summary["distinction"]` and the per-(item, method) table; says "simulated raters" when they are."""
+    simulated, total = simulated_raters(answers.frame["rater"])
+    result, items = distinction_results(
+        answers,
+        rules,
+        confidence=options.confidence,
+        replicates=options.replicates,
+        seed=options.seed + 10,
+        mixed=options.mixed,
+        mixed_max_votes=options.mixed_max_votes,
+        who="simulated raters" if simulated and simulated == total else "people",
+    )
+    if simulated == total and simulated:
+        result["conclusion"] = "Simulated raters, not people: " + result["conclusion"]
+    elif simulated:
+        result["conclusion"] = f"{simulated} of {total} raters are simulated: " + result["conclusion"]
+    return result, items
+
+
+def _distinction_only(
+    answers: DistinctionAnswers,
+    rules: ExclusionRules,
+    options: AnalysisOptions,
+    step: Callable[[str], None],
+    metrics_given: bool = False,
+) -> Analysis:
+    """A study with distinction answers only: the pairwise analyses are skipped, with a note."""
+    step("distinction task")
+    result, items = _distinction(answers, rules, options)
+    if metrics_given:
+        result["warnings"].append(
+            "--metrics ignored: automatic metrics are correlated with pairwise preference, and this study "
+            "has no pairwise votes."
+        )
+    summary = {
+        "study": {"name": answers.study, "methods": list(answers.methods), "source": answers.source, "tasks": ["distinction"]},
+        "pairwise": {"skipped": "the study has no pairwise (which map is better) votes, only distinction answers"},
+        "distinction": result,
+        "warnings": list(result["warnings"]),
+        "simulated_raters": simulated_raters(answers.frame["rater"]),
+        "conclusion": result["conclusion"],
+        "options": options_summary(options),
+    }
     return Analysis(
-        summary=to_jsonable(summary), items=items, raters=per_rater_table(kept), votes=kept, all_votes=votes
+        summary=to_jsonable(summary),
+        items=pd.DataFrame(),
+        raters=pd.DataFrame(),
+        votes=None,
+        all_votes=None,
+        distinction_items=items,
     )
 
 

@@ -14,7 +14,12 @@ One treatment of missing values, the same on reading and on writing:
 - integers: ``int64``; an empty field is missing, and then the column is pandas' nullable ``Int64``.
 
 Each study task has its own column order (a :class:`VotesFormat`); every column is defined once
-(:data:`COLUMN_KINDS`) so a second task reuses the shared ones. Today there is one task, ``pairwise``.
+(:data:`COLUMN_KINDS`) so a second task reuses the shared ones. Two tasks: ``pairwise`` (which of two
+maps is better) and ``distinction`` (HIVE's task, issue 14: which of a method's maps for the model's
+top classes belongs to its prediction). A file says which task each row belongs to in the optional
+``task`` column; a file without it, or an empty field, means ``pairwise``, so every file written
+before issue 14 reads unchanged. A file with a ``task`` column is read and written with
+:data:`ALL_TASKS` (every task's columns) and must hold the required columns of each task its rows name.
 """
 from __future__ import annotations
 
@@ -56,7 +61,27 @@ COLUMN_KINDS: dict[str, Kind] = {
     "repeat": "int",
     "expected_method": "text",
     "rater_finished": "bool",
+    # the task of the row (issue 14): absent or empty = "pairwise"
+    "task": "text",
+    # the distinction task: the one method a rater saw, indices into its candidate list, the answer
+    "method": "text",
+    "chosen_index": "int",
+    "answer_index": "int",
+    "correct": "bool",
+    "confidence": "int",
+    "chosen_rank": "int",
+    "chosen_slot": "int",
+    "answer_slot": "int",
 }
+
+#: The column naming each row's task, its values, and what an absent column or empty field means.
+TASK_COLUMN = "task"
+DEFAULT_TASK = "pairwise"
+#: Distinction task (HIVE): candidates per item (the model's top-4 classes, so chance is 1/4), and the
+#: rater's confidence scale. ``chosen_index``/``answer_index`` lie in 0..CANDIDATES-1, ``chosen_rank``
+#: in 1..CANDIDATES, ``confidence`` in CONFIDENCE_LEVELS.
+CANDIDATES = 4
+CONFIDENCE_LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
 
 
 class VotesFormatError(ValueError):
@@ -94,8 +119,32 @@ PAIRWISE = VotesFormat(
               "proposed_method", "baseline_method", "attention_check", "response_ms", "created_at"),
     optional=("chosen_side", "position", "repeat", "expected_method", "rater_finished"),
 )
-#: task -> format. A second task adds its entry (and its columns to COLUMN_KINDS).
-FORMATS: dict[str, VotesFormat] = {PAIRWISE.task: PAIRWISE}
+#: Distinction studies (issue 14): which of one method's maps belongs to the model's prediction.
+#: ``confidence`` and ``chosen_rank`` may be empty on attention checks; ``correct`` is
+#: ``chosen_index == answer_index`` (the analysis checks it); the slots are screen places (0-based).
+DISTINCTION = VotesFormat(
+    task="distinction",
+    required=("study", "rater", "item", "attention_check", "response_ms", TASK_COLUMN, "method",
+              "chosen_index", "answer_index", "confidence", "chosen_rank"),
+    optional=("label", "created_at", "position", "repeat", "rater_finished", "correct", "chosen_slot",
+              "answer_slot"),
+)
+#: task -> format. A further task adds its entry (and its columns to COLUMN_KINDS).
+FORMATS: dict[str, VotesFormat] = {PAIRWISE.task: PAIRWISE, DISTINCTION.task: DISTINCTION}
+
+
+def _every_task() -> VotesFormat:
+    """A table of several tasks' rows: the pairwise columns in their order, then ``task`` and the other
+    tasks' own columns (for a distinction-only table: the order of the survey's answers export). No
+    column is required as such: which columns a file needs depends on the tasks its rows name
+    (:func:`require_task_columns`)."""
+    others = {c for fmt in FORMATS.values() for c in fmt.columns} - set(PAIRWISE.columns) - {TASK_COLUMN}
+    own = [c for c in COLUMN_KINDS if c in others]  # in the order COLUMN_KINDS defines them
+    return VotesFormat(task="all", required=(), optional=(*PAIRWISE.columns, TASK_COLUMN, *own))
+
+
+#: Every task's columns in one file order: how a votes table with a ``task`` column is read and written.
+ALL_TASKS = _every_task()
 
 #: Contract C of the pairwise task: the required columns, the optional ones, and both in file order.
 REQUIRED_COLUMNS: tuple[str, ...] = PAIRWISE.required
@@ -159,10 +208,42 @@ def _text(values: pd.Series) -> pd.Series:
     return pd.Series(_by_value(values, _text_or_none), index=values.index, name=values.name, dtype=object)
 
 
-def normalise(frame: pd.DataFrame, *, source: str = "votes frame", fmt: VotesFormat = PAIRWISE
+def format_of(columns: Iterable[str]) -> VotesFormat:
+    """The format of a file or frame with these columns: :data:`ALL_TASKS` when it has a ``task``
+    column, else :data:`PAIRWISE` (every file written before issue 14)."""
+    return ALL_TASKS if TASK_COLUMN in list(columns) else PAIRWISE
+
+
+def task_of(frame: pd.DataFrame, source: str = "votes frame") -> pd.Series:
+    """Each row's task (``"pairwise"`` where the column is absent or the field empty); raises naming
+    ``source`` on a task no format knows."""
+    if TASK_COLUMN not in frame:
+        return pd.Series(DEFAULT_TASK, index=frame.index, dtype=object)
+    tasks = _by_value(frame[TASK_COLUMN], lambda v: (_text_or_none(v) or "").strip().lower() or DEFAULT_TASK)
+    bad = sorted(set(tasks) - set(FORMATS))
+    if bad:
+        raise VotesFormatError(f"{source}: column {TASK_COLUMN!r} must be one of {', '.join(FORMATS)} (or empty "
+                               f"for {DEFAULT_TASK}), found {bad[:5]}; {EXPORT_HINT}")
+    return pd.Series(tasks, index=frame.index, name=TASK_COLUMN, dtype=object)
+
+
+def require_task_columns(frame: pd.DataFrame, source: str) -> None:
+    """Raises naming ``source`` when the frame lacks a required column of a task that one of its rows
+    names (a table of pairwise and distinction rows needs both tasks' columns)."""
+    columns = list(frame.columns)
+    for task in sorted(set(task_of(frame, source))):
+        missing = [c for c in FORMATS[task].required if c not in columns]
+        if missing:
+            raise VotesFormatError(f"{source} has {task} rows but is missing column(s) {', '.join(missing)}; "
+                                   f"{task} rows need {', '.join(FORMATS[task].required)} ({EXPORT_HINT})")
+
+
+def normalise(frame: pd.DataFrame, *, source: str = "votes frame", fmt: VotesFormat | None = None
               ) -> pd.DataFrame:
     """``frame`` with contract dtypes: text ``object`` (missing ``None``), booleans ``bool``, integers
-    ``int64``. Columns outside the format are kept as they are; absent optional columns stay absent."""
+    ``int64``. Columns outside the format are kept as they are; absent optional columns stay absent.
+    ``fmt`` defaults to :func:`format_of` the frame's columns."""
+    fmt = fmt or format_of(frame.columns)
     parse = {"bool": parse_bools, "int": parse_ints, "text": lambda values, _column, _source: _text(values)}
     columns = {column: parse[COLUMN_KINDS[column]](values, column, source) if column in fmt.columns else values
                for column, values in frame.items()}
@@ -209,18 +290,22 @@ def _fields(values: pd.Series, kind: Kind | None) -> list[str]:
     return _by_value(values, lambda v: _quoted(_text_or_none(v))).tolist()
 
 
-def votes_csv_text(frame: pd.DataFrame, *, source: str = "votes frame", fmt: VotesFormat = PAIRWISE) -> str:
+def votes_csv_text(frame: pd.DataFrame, *, source: str = "votes frame", fmt: VotesFormat | None = None) -> str:
     """The CSV text of ``frame``: the format's columns present, in file order, then any other columns
-    (as text); ``true``/``false`` booleans, empty fields for missing values, "\\n" line ends."""
+    (as text); ``true``/``false`` booleans, empty fields for missing values, "\\n" line ends.
+    ``fmt`` defaults to :func:`format_of` the frame's columns."""
+    fmt = fmt or format_of(frame.columns)
     require_columns(frame.columns, source, fmt)
     out = normalise(frame, source=source, fmt=fmt)
+    if fmt is ALL_TASKS:
+        require_task_columns(out, source)
     columns = [c for c in fmt.columns if c in out] + [c for c in out.columns if c not in fmt.columns]
     header = ",".join(_quoted(str(c)) for c in columns)
     fields = [_fields(out[c], COLUMN_KINDS[c] if c in fmt.columns else None) for c in columns]
     return "".join([header, "\n", *("".join((",".join(row), "\n")) for row in zip(*fields))])
 
 
-def write_votes_csv(frame: pd.DataFrame, path: str | Path, *, fmt: VotesFormat = PAIRWISE) -> Path:
+def write_votes_csv(frame: pd.DataFrame, path: str | Path, *, fmt: VotesFormat | None = None) -> Path:
     """Writes ``frame`` as a votes CSV at ``path``, UTF-8 and atomically (a reader sees the old file or
     the whole new one, never half); returns ``path``. :func:`read_votes_csv` gives the frame back."""
     path = Path(path)
@@ -236,9 +321,10 @@ def _header(path: Path) -> list[str]:
         raise VotesFormatError(f"votes CSV {path} is not a readable UTF-8 CSV ({exc}); {EXPORT_HINT}") from None
 
 
-def read_votes_csv(path: str | Path, *, fmt: VotesFormat = PAIRWISE) -> pd.DataFrame:
+def read_votes_csv(path: str | Path, *, fmt: VotesFormat | None = None) -> pd.DataFrame:
     """The votes of a CSV with contract dtypes (ids such as "007" stay text); columns outside the
-    format come back as text. Raises :class:`VotesFormatError` naming the file and the fix when the
+    format come back as text. ``fmt`` defaults to :func:`format_of` the header (a ``task`` column:
+    every task's columns, and each task named in the rows needs its required columns). Raises :class:`VotesFormatError` naming the file and the fix when the
     file is absent, empty, not a CSV, lacks a required column or holds a bad boolean or integer."""
     path = Path(path)
     if not path.is_file():
@@ -250,10 +336,11 @@ def read_votes_csv(path: str | Path, *, fmt: VotesFormat = PAIRWISE) -> pd.DataF
     if repeated:
         raise VotesFormatError(f"votes CSV {path} repeats column(s) {', '.join(repeated)} in its header; "
                                f"re-export it: {EXPORT_HINT}")
+    fmt = fmt or format_of(header)
     require_columns(header, f"votes CSV {path}", fmt)
     try:
         # Every field as text, except that the parser may read integer columns as integers (fast).
-        text = {c: str for c in header if COLUMN_KINDS.get(c) != "int"}
+        text = {c: str for c in header if c not in fmt.of_kind("int")}
         try:  # pyarrow's parser when installed: about 5x faster at a million votes
             raw = pd.read_csv(path, engine="pyarrow", dtype=text, keep_default_na=False)
         except ImportError:
@@ -262,6 +349,8 @@ def read_votes_csv(path: str | Path, *, fmt: VotesFormat = PAIRWISE) -> pd.DataF
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VotesFormatError(f"votes CSV {path} is not a readable UTF-8 CSV: {first}; {EXPORT_HINT}") from None
     frame = normalise(raw, source=f"votes CSV {path}", fmt=fmt)
+    if fmt is ALL_TASKS:
+        require_task_columns(frame, f"votes CSV {path}")
     for column in frame.columns.difference(fmt.columns, sort=False):
         frame[column] = _text(frame[column])  # columns of no format: text, missing as None
     return frame

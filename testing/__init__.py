@@ -20,4 +20,5 @@ Modules:
 * :mod:`testing.ports`: a free TCP port on 127.0.0.1;
 * :mod:`testing.benchmark`: what every ``bench/*.py`` shares (machine header, ``--smoke``, exit 77);
 * :mod:`testing.simulated_votes`: synthetic vote tables in the votes format, with known effects.
+* :mod:`testing.distinction_votes`: simulated distinction answers (issue 14) with known truth.
 """

@@ -229,10 +229,32 @@ def test_survey_and_analysis_load_without_torch_at_run_time() -> None:
     modules = _runtime_modules("survey") + _runtime_modules("analysis") + ["fileio"]
     # the survey's and the analysis' test support, which a torch-free install runs too
     modules += ["testing.packages", "testing.reveal", "testing.concurrent_raters", "testing.postgres",
-                "testing.simulated_votes"]
+                "testing.simulated_votes", "testing.distinction_votes"]
     assert len(modules) > 30
     code = (f"import importlib, json, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {set(TORCH_WORLD)!r})))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == []
+
+
+def test_no_module_edits_sys_path() -> None:
+    """One package root (``pip install -e .``): no module, script or notebook cell patches sys.path."""
+    sources = [(path, path.read_text(encoding="utf-8")) for path in python_files()]
+    notebook = REPO / "analysis" / "preference_analysis.ipynb"
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    sources += [(notebook, "".join(c["source"])) for c in cells if c["cell_type"] == "code"]
+    edits = []
+    for path, text in sources:
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:  # notebook magics
+            continue
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name)
+                    and node.value.id == "sys" and path.name != "test_architecture.py"):
+                parent_calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                                and isinstance(n.func, ast.Attribute) and n.func.value is node]
+                if parent_calls:
+                    edits.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not edits, f"sys.path edited in: {edits}"

@@ -16,9 +16,25 @@ import tests.hypothesis_home  # noqa: F401  (before Hypothesis writes anything)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from survey.votes_format import (COLUMN_KINDS, COLUMNS, FORMATS, OPTIONAL_COLUMNS, PAIRWISE, REQUIRED_COLUMNS,
-                                 VotesFormat, VotesFormatError, empty_frame, normalise, read_votes_csv,
-                                 votes_csv_text, write_votes_csv)
+from survey.votes_format import (
+    ALL_TASKS,
+    COLUMN_KINDS,
+    COLUMNS,
+    DISTINCTION,
+    FORMATS,
+    OPTIONAL_COLUMNS,
+    PAIRWISE,
+    REQUIRED_COLUMNS,
+    VotesFormat,
+    VotesFormatError,
+    empty_frame,
+    format_of,
+    normalise,
+    read_votes_csv,
+    task_of,
+    votes_csv_text,
+    write_votes_csv,
+)
 
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from(list(',"\n\r;')),
                min_size=1, max_size=12)
@@ -178,12 +194,97 @@ def test_writing_a_frame_without_the_required_columns_is_refused(tmp_path: Path)
 
 
 def test_one_definition_of_the_columns_ready_for_a_second_task() -> None:
-    assert FORMATS == {"pairwise": PAIRWISE} and COLUMNS == REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+    assert FORMATS == {"pairwise": PAIRWISE, "distinction": DISTINCTION}
+    assert COLUMNS == REQUIRED_COLUMNS + OPTIONAL_COLUMNS
     assert COLUMNS == ("study", "rater", "item", "label", "left_method", "right_method", "chosen_method",
                        "proposed_method", "baseline_method", "attention_check", "response_ms", "created_at",
                        "chosen_side", "position", "repeat", "expected_method", "rater_finished")
     assert PAIRWISE.of_kind("bool") == ("attention_check", "rater_finished")
     assert PAIRWISE.of_kind("int") == ("response_ms", "position", "repeat")
-    assert set(COLUMNS) == set(COLUMN_KINDS)
+    assert set(ALL_TASKS.columns) == set(COLUMN_KINDS) == set(COLUMNS) | set(DISTINCTION.columns)
+    assert DISTINCTION.of_kind("bool") == ("attention_check", "rater_finished", "correct")
+    assert set(DISTINCTION.of_kind("int")) == {"response_ms", "chosen_index", "answer_index", "confidence",
+                                               "chosen_rank", "position", "repeat", "chosen_slot", "answer_slot"}
     with pytest.raises(ValueError, match="unknown or repeated"):
         VotesFormat("other", ("study", "no_such_column"), ())
+
+
+# ---- several tasks in one file (issue 14): the optional ``task`` column --------------------------------
+
+
+def _distinction_rows() -> pd.DataFrame:
+    """Two distinction answers: a regular item (rank 2 chosen, wrong) and an attention check (no rank)."""
+    return pd.DataFrame({
+        "study": ["s", "s"], "rater": ["r-d", "r-d"], "item": ["i1", "check-00"], "label": ["lake", None],
+        "attention_check": [False, True], "response_ms": [2100, 900],
+        "created_at": ["2026-11-30T09:00:10Z", "2026-11-30T09:00:20Z"], "position": [1, 2], "repeat": [0, 0],
+        "rater_finished": [True, True], "task": ["distinction", "distinction"], "method": ["vib", "vib"],
+        "chosen_index": [3, 0], "answer_index": [1, 0], "correct": [False, True], "confidence": [4, None],
+        "chosen_rank": [2, None], "chosen_slot": [0, 2], "answer_slot": [1, 2],
+    })
+
+
+def test_a_table_of_both_tasks_round_trips_as_the_identity(tmp_path: Path) -> None:
+    pairwise = _frame(task=["pairwise", None])  # an empty task field means pairwise
+    frame = normalise(pd.concat([pairwise, _distinction_rows()], ignore_index=True))
+    assert format_of(frame.columns) is ALL_TASKS
+    assert frame["chosen_index"].dtype == "Int64" and frame["correct"].dtype == bool  # missing on pairwise rows
+    path = write_votes_csv(frame, tmp_path / "votes.csv")
+    back = read_votes_csv(path)
+    pd.testing.assert_frame_equal(back, frame)
+    header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert header == [c for c in ALL_TASKS.columns if c in frame]  # pairwise columns, then task, then its own
+    assert header.index("task") == header.index("rater_finished") + 1
+    assert list(task_of(back)) == ["pairwise", "pairwise", "distinction", "distinction"]
+    assert back.loc[2:, "left_method"].isna().all() and back.loc[:1, "method"].isna().all()
+    assert back["confidence"].iloc[2] == 4 and pd.isna(back["confidence"].iloc[3])
+
+
+def test_a_distinction_only_export_reads_in_its_dtypes(tmp_path: Path) -> None:
+    """The survey's answers export has no pairwise columns; its order is the table's order."""
+    rows = _distinction_rows()
+    text = votes_csv_text(rows)
+    assert text.splitlines()[0] == ",".join(rows.columns)
+    (tmp_path / "answers.csv").write_text(text, encoding="utf-8")
+    back = read_votes_csv(tmp_path / "answers.csv")
+    assert back["chosen_index"].dtype == "int64" and back["chosen_rank"].dtype == "Int64"
+    assert back["correct"].tolist() == [False, True] and back["answer_slot"].tolist() == [1, 2]
+    pd.testing.assert_frame_equal(back, normalise(rows))
+
+
+def test_a_file_without_a_task_column_is_a_pairwise_file() -> None:
+    assert format_of(COLUMNS) is PAIRWISE
+    assert set(task_of(_frame())) == {"pairwise"}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda f: f.assign(task=["pairwise", "ranking"]), r"'task' must be one of pairwise, distinction .*'ranking'"),
+    (lambda f: f.drop(columns=["left_method"]).assign(task=["pairwise", "pairwise"]),
+     r"has pairwise rows but is missing column\(s\) left_method"),
+])
+def test_bad_task_tables_are_refused_on_write_and_on_read(tmp_path: Path, change, message: str) -> None:
+    bad = change(_frame())
+    with pytest.raises(VotesFormatError, match=message):
+        write_votes_csv(bad, tmp_path / "votes.csv")
+    assert not list(tmp_path.iterdir())
+    path = tmp_path / "hand-made.csv"
+    bad.to_csv(path, index=False)
+    with pytest.raises(VotesFormatError, match=message):
+        read_votes_csv(path)
+
+
+def test_distinction_rows_need_their_columns(tmp_path: Path) -> None:
+    path = tmp_path / "answers.csv"
+    _distinction_rows().drop(columns=["confidence", "method"]).to_csv(path, index=False)
+    with pytest.raises(VotesFormatError, match=rf"{path} has distinction rows but is missing column\(s\) "
+                                               r"method, confidence; distinction rows need"):
+        read_votes_csv(path)
+
+
+def test_a_pairwise_file_keeps_a_column_named_like_a_distinction_one_as_text(tmp_path: Path) -> None:
+    """Without a ``task`` column a file is pairwise: an extra ``confidence`` column is not the distinction
+    task's integer column, it stays text as before issue 14."""
+    path = tmp_path / "votes.csv"
+    _frame(confidence=["007", "8"]).to_csv(path, index=False)
+    back = read_votes_csv(path)
+    assert back["confidence"].tolist() == ["007", "8"]
