@@ -7,10 +7,10 @@ DB ?= sqlite:///data/survey.db
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-dev system-deps test demo demo-votes report results bench mutate clean
+.PHONY: help venv venv-dev system-deps test demo demo-votes report demo-distinction results bench mutate clean
 
 help: ## List every target with one line each
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-17s %s\n", $$1, $$2}'
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	@echo ">> creating $(VENV) from requirements.txt (first run takes 2-3 minutes)"
@@ -45,6 +45,10 @@ demo-votes: venv ## Fill the demo study with 30 simulated raters driven by the m
 # --min-response-ms 0: simulated demo raters answer in milliseconds.
 report: venv ## Write the analysis report of the demo study and print where it is
 	$(PY) -m analysis.report --db $(DB) --study demo --out reports/demo --metrics studies/demo-metrics/metrics.csv --min-response-ms 0
+
+# HIVE's distinction task on the demo's models: package, import, 30 simulated raters, report.
+demo-distinction: venv ## Distinction task (HIVE) on the demo's models: package, import, 30 simulated raters, report
+	$(PY) -m scripts.demo_distinction
 
 results: venv ## Rerun docs/results.md: 13 trainings, CAM metrics, decision (studies/results/results.md)
 	$(PY) -m scripts.results --jobs 2

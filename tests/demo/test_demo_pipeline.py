@@ -52,7 +52,7 @@ def test_demo_pipeline_builds_every_artefact_and_is_reusable(tmp_path: Path) -> 
 
 def test_make_help_lists_every_target() -> None:
     out = subprocess.run(["make", "help"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    for target in ("demo", "demo-votes", "report", "test", "bench", "clean"):
+    for target in ("demo", "demo-votes", "report", "demo-distinction", "test", "bench", "clean"):
         assert f"make {target} " in out
 
 
