@@ -14,11 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 
 from cams.loading import LoadedMethod, StudyInputError
 from cams.package_writer import PackageFolder
-from cams.render import encode_png, overlay, pil_to_uint8, render_overlays
+from cams.render import encode_png, normalize_maps, overlay, pil_to_uint8, render_overlays
 from cams.study_batches import (
     Explained,
     check_samples,
@@ -42,6 +43,15 @@ def distinction_instructions(k: int) -> str:
         "Pick **the map of the kind of scene the model actually chose**, and say how sure you are "
         "(1 = just guessing, 5 = certain). One click on a number under a map answers."
     )
+
+
+def on_object_heatmap(mask: Image.Image) -> torch.Tensor:
+    """An attention check's answer map (H x W in [0, 1]): the labelled object's mask, softened by a Gaussian
+    blur (sigma = side / 16) so it looks like a CAM on the object (hot inside, a warm rim), not a cut-out
+    that could be mistaken for the photo's own colours."""
+    radius = max(1.0, mask.size[0] / 16)
+    blurred = np.asarray(mask.convert("L").filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
+    return normalize_maps(torch.from_numpy(blurred)[None])[0]
 
 
 def ranked_classes(probs: torch.Tensor, k: int) -> torch.Tensor:
@@ -150,7 +160,8 @@ class DistinctionWriter:
 
     def add_checks(self, samples: list[Sample], result: Explained) -> None:
         """Attention checks: the model's real top-k labels and ranks, but the answer's map is the labelled
-        object's ground-truth mask and every other map is flat. No heatmaps (nothing to score)."""
+        object's ground-truth mask (`on_object_heatmap`) and every other map is flat. No heatmaps (nothing
+        to score)."""
         missing = [s.id for s in samples if s.mask is None]
         if missing:
             raise StudyInputError(
@@ -160,8 +171,7 @@ class DistinctionWriter:
             )
         ranked = {name: ranked_classes(probs, self.k) for name, probs in result.probs.items()}
         pixels, images, masks = self._common(samples)
-        on_object = torch.from_numpy(np.stack(
-            [np.asarray(s.mask.convert("L"), dtype=np.float32) / 255.0 for s in samples]))
+        on_object = torch.stack([on_object_heatmap(s.mask) for s in samples])
         answer_pngs = list(self.encoder.map(encode_png, overlay(pixels, on_object).numpy()))
         flat_pngs = list(self.encoder.map(encode_png, overlay(pixels, torch.zeros_like(on_object)).numpy()))
         for j, sample in enumerate(samples):

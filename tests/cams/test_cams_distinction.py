@@ -142,21 +142,30 @@ def test_every_candidate_map_is_explains_map_and_torchcams(package):
 
 
 def test_attention_checks_show_the_object_for_the_answer_and_flat_maps_otherwise(package):
+    from cams.distinction_items import on_object_heatmap
+    from cams.metrics.maps import energy_in_mask, pointing_game
+
     manifest = manifest_of(package)
     checks = [i for i in manifest["items"] if i["attention_check"]]
     for item in checks:
         assert "heatmaps" not in item and manifest["cams"]["items"][item["id"]]["check"] == {"kind": "on-object"}
         with Image.open(package / item["image"]) as image:
-            pixels = torch.from_numpy(np.asarray(image.convert("RGB")))[None]
+            pixels = torch.from_numpy(np.array(image.convert("RGB")))[None]
         with Image.open(package / item["mask"]) as image:
-            mask = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None]
-        assert 0 < float(mask.mean()) < 0.5
+            mask = np.array(image)
+            heat = on_object_heatmap(image)
+        area = (mask > 127).mean()
+        assert 0 < area < 0.3
+        # The answer's map is on the object: it peaks there, and most of its mass is there (a flat map
+        # would have the object's area, i.e. chance).
+        assert pointing_game(heat.numpy(), mask) == 1 and energy_in_mask(heat.numpy(), mask) > max(0.5, 2 * area)
         for method, listed in item["candidates"].items():
             for k, candidate in enumerate(listed):
                 with Image.open(package / candidate["map"]) as image:
-                    shown = torch.from_numpy(np.asarray(image))
-                wanted = overlay(pixels, mask if k == item["answer"][method] else torch.zeros_like(mask))[0]
-                assert torch.equal(shown, wanted)
+                    shown = torch.from_numpy(np.array(image))
+                on_answer = k == item["answer"][method]
+                wanted = overlay(pixels, (heat if on_answer else torch.zeros_like(heat))[None])[0]
+                assert torch.equal(shown, wanted)  # the others: one flat tint (jet at 0) over the photo
 
 
 def test_metrics_score_the_rank_one_maps(package, tmp_path):
