@@ -58,6 +58,8 @@ def test_import_keeps_the_task_and_the_default_question(engine: Engine, package:
     example = ds.get_example(engine, "dist")
     assert example is not None and len(example.candidates) == 4
     assert example == ds.get_example(engine, "dist")  # a fixed order per study
+    ranked = manifest(package)["example"]["candidates"]
+    assert example.answer_label == next(c["label"] for c in ranked if c["rank"] == 1)
     assert {f.name for f in dataclass_fields(ds.Candidate)} == {"label", "path"}
     assert import_package(engine, package, repeats=1).action == "unchanged"
 

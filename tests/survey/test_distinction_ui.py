@@ -53,6 +53,7 @@ def test_whole_session_one_click_per_screen_blinded(tmp_path: Path, sqlite_url: 
     example = ds.get_example(eng, study.name)
     assert captions(at) == ["Photo", *[c.label for c in example.candidates]]  # the example, no buttons
     assert [b.label for b in at.button] == ["I agree, start"]
+    assert any(f"model chose **{example.answer_label}**" in t for t in texts(at))  # the example's answer
     click(at, "I agree, start")
 
     picks = []
