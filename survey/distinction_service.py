@@ -42,7 +42,6 @@ from survey.schema import (
 from survey.service import (
     _LOCK_RATER,
     FILES_MISSING,
-    STALE,
     SurveyError,
     VoteResult,
     _retrying,
@@ -58,6 +57,7 @@ TASK = "distinction"
 # Shown under the confidence scale; the ends only, so the scale reads as equal steps.
 CONFIDENCE_ENDS = {1: "just guessing", 5: "certain"}
 CHOOSE = "Please choose one of the maps and how sure you are."
+STALE = "This screen is no longer current. Please reload the page."
 
 
 # ----------------------------------------------------------------------------------------- views
