@@ -23,8 +23,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from survey.db import write_session
-from survey.package import NAME_PATTERN, Problem, PackageError, load_package, package_fingerprint
-from survey.schema import Item, ItemMap, Method, Rater, Study, Vote, utcnow
+from survey.package import (
+    DEFAULT_DISTINCTION_QUESTION, NAME_PATTERN, Problem, PackageError, load_package, manifest_task,
+    package_fingerprint,
+)
+from survey.schema import (
+    DistinctionAnswer, DistinctionCandidate, DistinctionItem, Item, ItemMap, Method, Rater, Study, Vote, utcnow,
+)
 
 
 class StudyImportError(ValueError):
@@ -61,8 +66,10 @@ def _check_options(manifest: dict, name: str, repeats: int, completion_redirect:
 
 def _insert(session: Session, manifest: dict, *, name: str, root: Path, fingerprint: str,
             invite_only: bool, repeats: int, completion_redirect: str | None, is_open: bool) -> Study:
+    task = manifest_task(manifest)
     study = Study(
-        name=name, question=manifest["question"], instructions=manifest["instructions"],
+        name=name, task=task, question=manifest.get("question", DEFAULT_DISTINCTION_QUESTION),
+        instructions=manifest["instructions"],
         consent=manifest.get("consent"), allow_no_preference=bool(manifest.get("allow_no_preference", False)),
         is_open=is_open, invite_only=invite_only, repeats=repeats,
         completion_code=secrets.token_hex(4).upper(), completion_redirect=completion_redirect,
@@ -78,6 +85,9 @@ def _insert(session: Session, manifest: dict, *, name: str, root: Path, fingerpr
     session.flush()
     for ordinal, entry in enumerate(manifest["items"]):
         check = bool(entry.get("attention_check", False))
+        if task == "distinction":
+            _insert_distinction_item(session, study, ordinal, entry, methods)
+            continue
         item = Item(study_id=study.id, key=entry["id"], ordinal=ordinal, label=entry["label"],
                     image_path=entry["image"], mask_path=entry.get("mask"), is_attention_check=check,
                     expected_method_id=methods[entry["expected"]].id if check else None)
@@ -89,6 +99,29 @@ def _insert(session: Session, manifest: dict, *, name: str, root: Path, fingerpr
                         for m, path in entry["maps"].items())
     session.flush()
     return study
+
+
+def _insert_distinction_item(session: Session, study: Study, ordinal: int, entry: dict,
+                             methods: dict[str, Method]) -> None:
+    """An item of a distinction study: its check flag and every method's candidates (schema docs)."""
+    item = Item(study_id=study.id, key=entry["id"], ordinal=ordinal, label=entry["label"],
+                image_path=entry["image"], mask_path=entry.get("mask"), is_attention_check=False,
+                expected_method_id=None)
+    session.add(item)
+    session.flush()
+    session.add(DistinctionItem(item_id=item.id, is_attention_check=bool(entry.get("attention_check", False))))
+    session.add_all(DistinctionCandidate(item_id=item.id, method_id=methods[method].id, ordinal=k,
+                                         label=candidate["label"], path=candidate["map"], rank=candidate["rank"])
+                    for method, listed in entry["candidates"].items() for k, candidate in enumerate(listed))
+
+
+def _answer_count(session: Session, study: Study) -> int:
+    """Votes and distinction answers of a study: what must never be deleted by a re-import."""
+    votes = session.scalar(select(func.count()).select_from(Vote).join(Rater, Vote.rater_id == Rater.id)
+                           .where(Rater.study_id == study.id))
+    answers = session.scalar(select(func.count()).select_from(DistinctionAnswer)
+                             .join(Rater, DistinctionAnswer.rater_id == Rater.id).where(Rater.study_id == study.id))
+    return votes + answers
 
 
 def import_package(engine: Engine, package: Path | str, *, name: str | None = None, invite_only: bool = False,
@@ -125,9 +158,7 @@ def import_package(engine: Engine, package: Path | str, *, name: str | None = No
                 return result("relocated")
             action = "created"
             if existing is not None:
-                votes = session.scalar(select(func.count()).select_from(Vote)
-                                       .join(Rater, Vote.rater_id == Rater.id)
-                                       .where(Rater.study_id == existing.id))
+                votes = _answer_count(session, existing)
                 if votes:
                     raise StudyImportError(
                         f"study {name!r} already exists with different content or options and has {votes} "

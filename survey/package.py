@@ -32,6 +32,18 @@ HEATMAP_SUFFIXES = (".npy",)
 IMAGE_FORMATS = {"PNG", "JPEG"}
 ITEM_KEYS = {"id", "label", "image", "maps", "mask", "heatmaps", "predictions", "attention_check", "expected"}
 EXAMPLE_KEYS = {"label", "image", "maps"}
+# The task a package asks raters to do (docs/study-package.md): "pairwise" (default) or "distinction".
+TASKS = ("pairwise", "distinction")
+DISTINCTION_ITEM_KEYS = {"id", "label", "image", "candidates", "answer", "mask", "heatmaps", "predictions",
+                         "attention_check"}
+DISTINCTION_EXAMPLE_KEYS = {"label", "image", "candidates"}
+CANDIDATE_KEYS = {"label", "map", "rank"}
+#: Maps per distinction trial: HIVE's top-4. The analysis' chance level (1/4) and the votes format's
+#: index ranges (survey.votes_format) rest on it, so a package must have exactly this many.
+CANDIDATES = 4
+# Says nothing about which class the model chose (and so has no {label}: the true class would give it away).
+DEFAULT_DISTINCTION_QUESTION = ("The model looked at this photo and chose one of these classes. "
+                                "Which map belongs to the class it chose?")
 # Method names this short ("a", "v1") appear by chance in hex ids and file names; longer ones would
 # tell a rater which map is which, so ids and paths must not contain them.
 MIN_REVEALING_METHOD_NAME = 3
@@ -189,9 +201,17 @@ def _nonempty_str(value: object) -> bool:
     return isinstance(value, str) and value.strip() != ""
 
 
+def manifest_task(data: dict) -> str:
+    """The task of a (validated) manifest: ``"pairwise"`` when the key is absent."""
+    return data.get("task", "pairwise")
+
+
 def _check_top_level(out: _Collector, data: dict) -> list[str]:
     """Checks the study-wide keys; returns the method list (empty if unusable)."""
     m = "manifest"
+    task = data.get("task", "pairwise")
+    if task not in TASKS:
+        out.add(m, "task", f"must be one of {list(TASKS)}, got {task!r}")
     if data.get("schema") != SCHEMA:
         out.add(m, "schema", f"must be {SCHEMA!r}, got {data.get('schema')!r}")
     name = data.get("name")
@@ -225,7 +245,9 @@ def _check_top_level(out: _Collector, data: dict) -> list[str]:
         out.add(m, "baseline", "must differ from proposed")
 
     question = data.get("question")
-    if not _nonempty_str(question):
+    if task == "distinction":
+        _check_distinction_texts(out, data)
+    elif not _nonempty_str(question):
         out.add(m, "question", "must be a non-empty string")
     elif "{label}" not in question:
         out.add(m, "question", "must contain the placeholder {label}")
@@ -243,7 +265,9 @@ def _check_top_level(out: _Collector, data: dict) -> list[str]:
         out.add(m, "provenance", "must be an object")
 
     example = data.get("example")
-    if example is not None:
+    if example is not None and task == "distinction":
+        _check_distinction_example(out, example, methods)
+    elif example is not None:
         if not isinstance(example, dict):
             out.add("example", "", "must be an object {label, image, maps}")
         else:
@@ -257,8 +281,10 @@ def _check_top_level(out: _Collector, data: dict) -> list[str]:
     return methods
 
 
-def _check_item(out: _Collector, index: int, item: object, methods: list[str], seen: set[str]) -> bool | None:
-    """Checks one item; returns whether it is an attention check (None if unreadable)."""
+def _check_item_header(out: _Collector, index: int, item: object, methods: list[str], seen: set[str],
+                       keys: set[str]) -> str | None:
+    """The checks every task's items share (id, keys, label, image, mask, heatmaps, predictions);
+    returns how problems name the item, or None when it is not even an object."""
     if not isinstance(item, dict):
         out.add(f"items[{index}]", "", "must be an object")
         return None
@@ -274,18 +300,38 @@ def _check_item(out: _Collector, index: int, item: object, methods: list[str], s
     else:
         where = f"items[{index}]"
         out.add(where, "id", f"must match [A-Za-z0-9_.-]{{1,128}}, got {raw_id!r}")
-    for key in sorted(set(item) - ITEM_KEYS):
+    for key in sorted(set(item) - keys - {"maps", "expected", "candidates", "answer"}):
         out.add(where, key, "unknown key (items are strict)")
     if not _nonempty_str(item.get("label")):
         out.add(where, "label", "must be a non-empty string")
     _check_path(out, where, "image", item.get("image"), IMAGE_SUFFIXES, methods)
-    _check_method_map(out, where, "maps", item.get("maps"), methods, IMAGE_SUFFIXES, exact=True)
     if "mask" in item:
         _check_path(out, where, "mask", item["mask"], IMAGE_SUFFIXES, methods)
     if "heatmaps" in item:
         _check_method_map(out, where, "heatmaps", item["heatmaps"], methods, HEATMAP_SUFFIXES, exact=False)
     if "predictions" in item:
         _check_predictions(out, where, item["predictions"], methods)
+    return where
+
+
+def _attention_flag(out: _Collector, where: str, item: dict) -> bool | None:
+    check = item.get("attention_check", False)
+    if not isinstance(check, bool):
+        out.add(where, "attention_check", "must be true or false")
+        return None
+    return check
+
+
+def _check_item(out: _Collector, index: int, item: object, methods: list[str], seen: set[str]) -> bool | None:
+    """Checks one pairwise item; returns whether it is an attention check (None if unreadable)."""
+    where = _check_item_header(out, index, item, methods, seen, ITEM_KEYS)
+    if where is None:
+        return None
+    assert isinstance(item, dict)
+    for key in sorted({"candidates", "answer"} & set(item)):
+        out.add(where, key, "unknown key (items are strict); candidates and answer belong to "
+                '"task": "distinction" packages')
+    _check_method_map(out, where, "maps", item.get("maps"), methods, IMAGE_SUFFIXES, exact=True)
     check = item.get("attention_check", False)
     if not isinstance(check, bool):
         out.add(where, "attention_check", "must be true or false")
@@ -296,6 +342,143 @@ def _check_item(out: _Collector, index: int, item: object, methods: list[str], s
     if not check and "expected" in item:
         out.add(where, "expected", "only attention checks (attention_check: true) have an expected method")
     return check
+
+
+# ------------------------------------------------------------------------------------ distinction
+def _check_distinction_texts(out: _Collector, data: dict) -> None:
+    """The question is optional (DEFAULT_DISTINCTION_QUESTION) and may not name the item's label: the
+    true class is most often the model's prediction, so showing it would give the answer away."""
+    m = "manifest"
+    if "question" in data:
+        question = data["question"]
+        if not _nonempty_str(question):
+            out.add(m, "question", "must be a non-empty string (or left out for the default question)")
+        elif "{label}" in question:
+            out.add(m, "question", "a distinction question must not contain {label}: the item's class would "
+                    "give the model's prediction away; leave the key out for the default question")
+    if data.get("allow_no_preference", False) is True:
+        out.add(m, "allow_no_preference", "a distinction study has no 'no preference' answer; leave it out")
+
+
+def _check_candidates(out: _Collector, where: str, field: str, value: object,
+                      methods: list[str]) -> tuple[int, int] | None:
+    """One candidate list ``[{label, map, rank}, ...]``; returns (count, index of rank 1) when valid."""
+    if not isinstance(value, list) or len(value) != CANDIDATES:
+        out.add(where, field, f"must be a list of exactly {CANDIDATES} candidates "
+                "{\"label\", \"map\", \"rank\"} (the model's top-4 classes)")
+        return None
+    ok = True
+    labels: dict[str, int] = {}
+    ranks: list[int] = []
+    for k, candidate in enumerate(value):
+        at = f"{field}[{k}]"
+        if not isinstance(candidate, dict):
+            out.add(where, at, "must be an object {label, map, rank}")
+            ok = False
+            continue
+        for key in sorted(set(candidate) - CANDIDATE_KEYS):
+            out.add(where, f"{at}.{key}", "unknown key (candidates are strict)")
+            ok = False
+        label = candidate.get("label")
+        if not _nonempty_str(label):
+            out.add(where, f"{at}.label", "must be a non-empty string (the class name shown with the map)")
+            ok = False
+        else:
+            key = " ".join(label.split()).casefold()
+            if key in labels:
+                out.add(where, f"{at}.label", f"label {label!r} repeats candidate {labels[key]}; the labels of "
+                        "one list must differ")
+                ok = False
+            labels.setdefault(key, k)
+        if "map" not in candidate:
+            out.add(where, f"{at}.map", "missing: every candidate needs its map")
+            ok = False
+        else:
+            before = len(out.problems)
+            _check_path(out, where, f"{at}.map", candidate["map"], IMAGE_SUFFIXES, methods)
+            ok = ok and len(out.problems) == before
+        rank = candidate.get("rank")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= len(value):
+            out.add(where, f"{at}.rank", f"must be an integer 1..{len(value)} (1 = the model's prediction), "
+                    f"got {rank!r}")
+            ok = False
+        else:
+            ranks.append(rank)
+    if ok and sorted(ranks) != list(range(1, len(value) + 1)):
+        out.add(where, field, f"ranks {ranks} must be each of 1..{len(value)} exactly once")
+        ok = False
+    return (len(value), ranks.index(1)) if ok else None
+
+
+def _check_distinction_example(out: _Collector, example: object, methods: list[str]) -> None:
+    if not isinstance(example, dict):
+        out.add("example", "", "must be an object {image, candidates} (label optional)")
+        return
+    for key in sorted(set(example) - DISTINCTION_EXAMPLE_KEYS):
+        out.add("example", key, "unknown key")
+    if "label" in example and not _nonempty_str(example["label"]):
+        out.add("example", "label", "must be a non-empty string")
+    _check_path(out, "example", "image", example.get("image"), IMAGE_SUFFIXES, methods)
+    _check_candidates(out, "example", "candidates", example.get("candidates"), methods)
+
+
+def _check_distinction_item(out: _Collector, index: int, item: object, methods: list[str], seen: set[str],
+                            counts: list[tuple[str, int]]) -> bool | None:
+    """One distinction item: the candidates of every method and the answer (index of rank 1) per
+    method. Returns whether it is an attention check (None if unreadable); appends (where, count)."""
+    where = _check_item_header(out, index, item, methods, seen, DISTINCTION_ITEM_KEYS)
+    if where is None:
+        return None
+    assert isinstance(item, dict)
+    if "maps" in item:
+        out.add(where, "maps", "a distinction item has candidates instead of maps")
+    if "expected" in item:
+        out.add(where, "expected", "a distinction item has no expected method: the correct answer of an "
+                "attention check is its rank-1 candidate, like every item")
+    candidates, answer = item.get("candidates"), item.get("answer")
+    rank_one: dict[str, int] = {}
+    if not isinstance(candidates, dict):
+        out.add(where, "candidates", "must be an object {method: [{label, map, rank}, ...]}")
+    else:
+        for method, listed in candidates.items():
+            if method not in methods:
+                out.add(where, f"candidates.{method}", f"unknown method {method!r}; methods are {methods}")
+                continue
+            checked = _check_candidates(out, where, f"candidates.{method}", listed, methods)
+            if checked is not None:
+                counts.append((where, checked[0]))
+                rank_one[method] = checked[1]
+        for method in methods:
+            if method not in candidates:
+                out.add(where, f"candidates.{method}", "missing: every method needs its candidate list")
+    if not isinstance(answer, dict):
+        out.add(where, "answer", "must be an object {method: index of the rank-1 candidate}")
+    else:
+        for method, index_ in answer.items():
+            if method not in methods:
+                out.add(where, f"answer.{method}", f"unknown method {method!r}")
+            elif isinstance(index_, bool) or not isinstance(index_, int):
+                out.add(where, f"answer.{method}", f"must be an integer index, got {index_!r}")
+            elif method in rank_one and index_ != rank_one[method]:
+                out.add(where, f"answer.{method}", f"is {index_} but the rank-1 candidate (the model's "
+                        f"prediction) is candidates.{method}[{rank_one[method]}]")
+        for method in methods:
+            if method not in answer:
+                out.add(where, f"answer.{method}", "missing: every method needs the index of its rank-1 candidate")
+    return _attention_flag(out, where, item)
+
+
+def _check_one_candidate_count(out: _Collector, data: dict, counts: list[tuple[str, int]]) -> None:
+    """Every list of the study has the same length, so chance is the same for every trial."""
+    example = data.get("example")
+    if isinstance(example, dict) and isinstance(example.get("candidates"), list):
+        counts = [*counts, ("example", len(example["candidates"]))]
+    if counts and len({n for _, n in counts}) > 1:
+        first_where, first = counts[0]
+        for where, n in counts:
+            if n != first:
+                out.add(where, "candidates", f"{n} candidates but {first_where} has {first}; every list of a "
+                        "study has the same length (chance is 1/length)")
 
 
 def validate_manifest(data: dict) -> list[Problem]:
@@ -311,7 +494,12 @@ def validate_manifest(data: dict) -> list[Problem]:
         out.add("manifest", "items", "must be a non-empty list")
         return out.problems
     seen: set[str] = set()
-    kinds = [_check_item(out, k, item, methods, seen) for k, item in enumerate(items)]
+    if data.get("task", "pairwise") == "distinction":
+        counts: list[tuple[str, int]] = []
+        kinds = [_check_distinction_item(out, k, item, methods, seen, counts) for k, item in enumerate(items)]
+        _check_one_candidate_count(out, data, counts)
+    else:
+        kinds = [_check_item(out, k, item, methods, seen) for k, item in enumerate(items)]
     n_checks, n_regular = kinds.count(True), kinds.count(False)
     if None not in kinds:
         if n_regular == 0:
@@ -532,10 +720,16 @@ def _referenced_paths(data: dict) -> list[tuple[str, str, str, str]]:
             for method, path in value.items():
                 add(where, f"{field}.{method}", path, kind)
 
+    def add_candidates(where: str, field: str, value: object) -> None:
+        for k, candidate in enumerate(value if isinstance(value, list) else []):
+            if isinstance(candidate, dict):
+                add(where, f"{field}[{k}].map", candidate.get("map"), "map")
+
     example = data.get("example")
     if isinstance(example, dict):
         add("example", "image", example.get("image"), "image")
         add_map("example", "maps", example.get("maps"), "map")
+        add_candidates("example", "candidates", example.get("candidates"))
     items = data.get("items")
     for index, item in enumerate(items if isinstance(items, list) else []):
         if not isinstance(item, dict):
@@ -545,6 +739,9 @@ def _referenced_paths(data: dict) -> list[tuple[str, str, str, str]]:
         where = raw_id if ok_id else f"items[{index}]"
         add(where, "image", item.get("image"), "image")
         add_map(where, "maps", item.get("maps"), "map")
+        candidates = item.get("candidates")
+        for method, listed in (candidates.items() if isinstance(candidates, dict) else []):
+            add_candidates(where, f"candidates.{method}", listed)
         if "mask" in item:
             add(where, "mask", item["mask"], "mask")
         add_map(where, "heatmaps", item.get("heatmaps"), "heatmap")
@@ -678,7 +875,7 @@ def package_fingerprint(root: Path, manifest: dict) -> str:
 
 
 __all__ = [
-    "SCHEMA", "MANIFEST_NAME", "Problem", "PackageError", "UnsafePathError", "validate_manifest",
+    "SCHEMA", "MANIFEST_NAME", "TASKS", "DEFAULT_DISTINCTION_QUESTION", "manifest_task", "Problem", "PackageError", "UnsafePathError", "validate_manifest",
     "validate_package", "load_package", "resolve_inside", "content_name", "write_manifest",
     "package_files", "package_fingerprint", "CamsSection", "CamsMethod", "CamsItem", "CatchTrial",
     "CAMS_TARGETS", "CAMS_FILTERS",

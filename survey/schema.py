@@ -21,6 +21,8 @@ from sqlalchemy.types import TypeDecorator
 
 RATER_ID_MAX = 200
 SIDES = ("left", "right", "none")
+TASKS = ("pairwise", "distinction")  # survey.package.TASKS
+CONFIDENCE_LEVELS = (1, 2, 3, 4, 5)
 SIGN_IN_OUTCOMES = ("success", "failure", "locked", "reset")
 CLIENT_ADDRESS_MAX = 64  # an IPv6 address with a zone id fits
 
@@ -69,6 +71,7 @@ class Study(Base):
     __table_args__ = (
         CheckConstraint("repeats >= 0", name="repeats_non_negative"),
         CheckConstraint("n_raters >= 0", name="n_raters_non_negative"),
+        CheckConstraint("task IN ('pairwise', 'distinction')", name="task_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -88,6 +91,8 @@ class Study(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))  # package content + import options
     manifest_json: Mapped[str] = mapped_column(Text)  # the validated manifest, verbatim
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What raters do: "pairwise" (assignments + votes) or "distinction" (the distinction_* tables).
+    task: Mapped[str] = mapped_column(String(16), server_default="pairwise")
 
     methods: Mapped[list[Method]] = relationship(back_populates="study", cascade="all, delete-orphan",
                                                  passive_deletes=True, order_by="Method.ordinal")
@@ -224,6 +229,115 @@ class Vote(Base):
     chosen_method_id: Mapped[int | None] = mapped_column(Integer)  # None: "no preference"
     chosen_side: Mapped[str] = mapped_column(String(5))
     response_ms: Mapped[int] = mapped_column(Integer)  # server time from first display to this vote
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DistinctionItem(Base):
+    """Task data of an item of a distinction study. Its ``is_attention_check`` is the item's flag:
+    ``items.is_attention_check`` / ``expected_method_id`` describe pairwise checks (a check there
+    needs an expected *method*; a distinction check's answer is its rank-1 candidate), so they stay
+    false / NULL for distinction items. A row here exists for every item of a distinction study."""
+
+    __tablename__ = "distinction_items"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    is_attention_check: Mapped[bool] = mapped_column(Boolean)
+
+
+class DistinctionCandidate(Base):
+    """One map of a distinction item: a class of the model's top-k, as one method's CAM.
+
+    ``ordinal`` is the index in the package's list (what exports call an index); ``rank`` the class's
+    rank in the model's scores (1 = the prediction, i.e. the right answer). Never sent to a browser."""
+
+    __tablename__ = "distinction_candidates"
+    __table_args__ = (
+        UniqueConstraint("item_id", "method_id", "ordinal"),  # target of the answers' chosen candidate
+        UniqueConstraint("item_id", "method_id", "rank"),
+        CheckConstraint("ordinal >= 0", name="ordinal_non_negative"),
+        CheckConstraint("rank >= 1", name="rank_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    method_id: Mapped[int] = mapped_column(ForeignKey("methods.id", ondelete="CASCADE"))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(Text)  # the class name shown with the map
+    path: Mapped[str] = mapped_column(Text)  # relative to the study's package_root
+    rank: Mapped[int] = mapped_column(Integer)
+
+
+class DistinctionRater(Base):
+    """The one method a rater of a distinction study sees (between subjects), fixed at creation."""
+
+    __tablename__ = "distinction_raters"
+    __table_args__ = (UniqueConstraint("rater_id", "method_id"),)  # target of the trials' composite key
+
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), primary_key=True)
+    method_id: Mapped[int] = mapped_column(ForeignKey("methods.id", ondelete="CASCADE"))
+
+
+class DistinctionTrial(Base):
+    """One trial of a distinction rater: which item, at which position, the candidates' screen order."""
+
+    __tablename__ = "distinction_trials"
+    __table_args__ = (
+        UniqueConstraint("rater_id", "position"),
+        UniqueConstraint("rater_id", "item_id", "is_repeat"),
+        UniqueConstraint("id", "rater_id", "item_id", "is_repeat", "method_id",
+                         name="uq_distinction_trials_answer_key"),
+        # The trial's method is its rater's method.
+        ForeignKeyConstraint(["rater_id", "method_id"], ["distinction_raters.rater_id",
+                                                         "distinction_raters.method_id"],
+                             name="fk_distinction_trials_rater_method", ondelete="CASCADE"),
+        CheckConstraint("position >= 1", name="position_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    method_id: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)  # 1-based
+    is_repeat: Mapped[bool] = mapped_column(Boolean)  # second showing, new candidate order
+    # Candidate ordinals in screen order, e.g. "2,0,3,1": screen slot s shows candidate order[s].
+    candidate_order: Mapped[str] = mapped_column(String(64))
+    token: Mapped[str] = mapped_column(String(32), unique=True)  # opaque id handed to the browser
+    shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # first display, server clock
+
+
+class DistinctionAnswer(Base):
+    """A rater's answer to one distinction trial: the chosen candidate and their confidence (1-5).
+
+    Unique per trial and per (rater, item, repeat); no ON DELETE, so answers block deleting what they
+    belong to, like votes."""
+
+    __tablename__ = "distinction_answers"
+    __table_args__ = (
+        UniqueConstraint("trial_id"),
+        UniqueConstraint("rater_id", "item_id", "is_repeat"),
+        ForeignKeyConstraint(["trial_id", "rater_id", "item_id", "is_repeat", "method_id"],
+                             ["distinction_trials.id", "distinction_trials.rater_id", "distinction_trials.item_id",
+                              "distinction_trials.is_repeat", "distinction_trials.method_id"],
+                             name="fk_distinction_answers_trial"),
+        # The chosen candidate exists for this item and the trial's method (so the index is in range).
+        ForeignKeyConstraint(["item_id", "method_id", "chosen_ordinal"],
+                             ["distinction_candidates.item_id", "distinction_candidates.method_id",
+                              "distinction_candidates.ordinal"], name="fk_distinction_answers_chosen"),
+        CheckConstraint("confidence BETWEEN 1 AND 5", name="confidence_range"),
+        CheckConstraint("chosen_slot >= 0", name="chosen_slot_non_negative"),
+        CheckConstraint("response_ms >= 0", name="response_ms_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(Integer)
+    rater_id: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[int] = mapped_column(Integer)
+    is_repeat: Mapped[bool] = mapped_column(Boolean)
+    method_id: Mapped[int] = mapped_column(Integer)
+    chosen_ordinal: Mapped[int] = mapped_column(Integer)  # index into the method's candidate list
+    chosen_slot: Mapped[int] = mapped_column(Integer)  # where it was on screen (0-based), for position bias
+    confidence: Mapped[int] = mapped_column(Integer)
+    response_ms: Mapped[int] = mapped_column(Integer)  # server time from first display to this answer
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, insert, select, upda
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from survey import distinction_trials
 from survey.assignment import ItemSpec, plan_sequence
 from survey.db import read_connection, read_session, write_connection, write_session
 from survey.package import UnsafePathError, resolve_inside
@@ -68,8 +69,9 @@ class StudyView:
     invite_only: bool
     n_trials_per_rater: int
     package_root: Path
-    example: ExampleView | None
+    example: ExampleView | None  # pairwise only; distinction: survey.distinction_service.get_example
     completion_redirect: str | None
+    task: str = "pairwise"  # "distinction": the page shows survey.distinction_service screens
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ UNKNOWN_STUDY = "Unknown study. Please check the link you were given."
 NOT_STARTED = "Your session was not found. Please open the study link again."
 STALE = "This pair is no longer current. Please reload the page."
 FILES_MISSING = "The images of this study are unavailable. Please contact the researchers."
+WRONG_TASK = "This page does not match the study. Please reload the page."
 
 
 def check_rater_id(rater: object) -> str:
@@ -208,13 +211,14 @@ def _progress(session: Session, rater: Rater) -> list[tuple[Assignment, bool]]:
 
 
 def n_trials_per_rater(session: Session, study: Study) -> int:
+    """Items plus repeats: the length of every rater's sequence, whatever the task."""
     n_items = session.scalar(select(func.count()).select_from(Item).where(Item.study_id == study.id))
     return n_items + study.repeats
 
 
 def _example(study: Study) -> ExampleView | None:
     example = json.loads(study.manifest_json).get("example")
-    if not example:
+    if not example or study.task != "pairwise":
         return None
     methods = list(example["maps"])
     random.Random(f"vibcam-example:{study.seed}").shuffle(methods)  # fixed per study, says nothing
@@ -244,7 +248,7 @@ def get_study(engine: Engine, study: str) -> StudyView | None:
             name=row.name, question=row.question, instructions=row.instructions, consent=row.consent,
             allow_no_preference=row.allow_no_preference, is_open=row.is_open, invite_only=row.invite_only,
             n_trials_per_rater=n_trials_per_rater(session, row), package_root=Path(row.package_root),
-            example=_example(row), completion_redirect=row.completion_redirect,
+            example=_example(row), completion_redirect=row.completion_redirect, task=row.task,
         )
 
 
@@ -266,6 +270,9 @@ def set_study_open(engine: Engine, study: str, is_open: bool) -> None:
 
 # --------------------------------------------------------------------------------------- raters
 def _rater_view(session: Session, study: Study, rater: Rater) -> RaterView:
+    if study.task == "distinction":
+        answered, total = distinction_trials.progress_counts(session, rater)
+        return RaterView(study.name, rater.external_id, answered, total, answered == total)
     progress = _progress(session, rater)
     answered = sum(voted for _, voted in progress)
     return RaterView(study.name, rater.external_id, answered, len(progress), answered == len(progress))
@@ -296,6 +303,8 @@ def start_rater(engine: Engine, study: str, rater: str) -> RaterView:
                         created_at=utcnow())
             session.add(new)
             session.flush()
+            if row.task == "distinction":  # one method per rater, fixed here with the sequence number
+                return RaterView(row.name, rater, 0, distinction_trials.create_trials(session, row, new), False)
             plan = plan_sequence(_item_specs(session, row), rater_seed=new.seed, rater_index=seq,
                                  study_seed=row.seed, repeats=row.repeats)
             session.add_all(
@@ -312,7 +321,7 @@ def start_rater(engine: Engine, study: str, rater: str) -> RaterView:
 # The vote path (next_trial, record_vote) runs prebuilt Core statements on a plain Connection: no
 # ORM unit of work and no statement building per call, so SQLite's single write lock is held briefly.
 _SESSION_ROW = (
-    select(Study.id, Study.is_open, Study.question, Study.package_root, Study.allow_no_preference,
+    select(Study.id, Study.is_open, Study.question, Study.package_root, Study.allow_no_preference, Study.task,
            Rater.id.label("rater_id"))
     .outerjoin(Rater, (Rater.study_id == Study.id) & (Rater.external_id == bindparam("rater")))
     .where(Study.name == bindparam("study"))
@@ -335,8 +344,10 @@ _FINISH = (update(Rater).where(Rater.id == bindparam("b_id"))
            .values(finished_at=bindparam("b_now", type_=UTCDateTime())))
 
 
-def _session_row(connection: Connection, study: str, rater: str):  # noqa: ANN202
-    """(study columns, rater id) in one query; SurveyError if either is unknown or the study is closed."""
+def _session_row(connection: Connection, study: str, rater: str, task: str = "pairwise"):  # noqa: ANN202
+    """(study columns, rater id) in one query; SurveyError if either is unknown, the study is closed,
+    or it runs another task than the caller serves (a pairwise call on a distinction study would
+    find no trials and look finished)."""
     found = connection.execute(_SESSION_ROW, {"study": study, "rater": rater}).one_or_none() \
         if isinstance(study, str) else None
     if found is None:
@@ -345,6 +356,8 @@ def _session_row(connection: Connection, study: str, rater: str):  # noqa: ANN20
         raise SurveyError(CLOSED)
     if found.rater_id is None:
         raise SurveyError(NOT_STARTED)
+    if found.task != task:
+        raise SurveyError(WRONG_TASK)
     return found
 
 
@@ -459,6 +472,8 @@ def admin_summary(engine: Engine, study: str) -> AdminSummary:
 
     with read_session(engine) as session:
         row = _study(session, study)
+        if row.task != "pairwise":
+            raise SurveyError(f"{study!r} is a {row.task} study: use survey.distinction_service.summary")
         methods = _methods(session, row)
         proposed = _role(methods, "proposed").id
         started = session.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == row.id))

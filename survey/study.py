@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from survey.db import DEFAULT_URL, URL_ENV, DatabaseError, get_engine, read_session
 from survey.importer import StudyImportError, import_package
 from survey.package import PackageError
-from survey.schema import Item, Rater, Study, Vote
+from survey.schema import DistinctionAnswer, Item, Rater, Study, Vote
 from survey.service import SurveyError, list_studies, set_study_open
 
 
@@ -49,6 +49,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
                                   .where(Rater.study_id == study.id, Rater.finished_at.is_not(None)))
             votes = session.scalar(select(func.count()).select_from(Vote)
                                    .join(Rater, Vote.rater_id == Rater.id).where(Rater.study_id == study.id))
+            votes += session.scalar(select(func.count()).select_from(DistinctionAnswer)  # distinction answers
+                                    .join(Rater, DistinctionAnswer.rater_id == Rater.id)
+                                    .where(Rater.study_id == study.id))
             state = "open" if study.is_open else "closed"
             access = "invite" if study.invite_only else "public"
             print(f"{study.name:<24} {state:<7} {access:<7} {items:>5} {raters:>6} {done:>5} {votes:>6}")
@@ -66,9 +69,15 @@ def _cmd_open_close(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from survey.distinction_export import is_distinction_study, write_answers_csv
     from survey.export import export_votes_csv  # pandas only when exporting: the other commands start fast
 
-    rows = export_votes_csv(get_engine(args.db), args.name, args.out)
+    engine = get_engine(args.db)
+    if is_distinction_study(engine, args.name):  # one row per answer, the task's columns
+        rows = write_answers_csv(engine, args.name, args.out)
+        print(f"wrote {rows} answer(s) of distinction study {args.name!r} to {args.out}")
+        return 0
+    rows = export_votes_csv(engine, args.name, args.out)
     print(f"wrote {rows} vote(s) of study {args.name!r} to {args.out}")
     return 0
 

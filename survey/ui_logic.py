@@ -26,6 +26,25 @@ DEFAULT_CONSENT = (
     "answers, how long each took, and the participant id you give us."
 )
 
+DEFAULT_DISTINCTION_CONSENT = (
+    "This is a short study about how people read pictures that explain a computer's decision. You "
+    "will see a photo and a few highlighted versions of it, each with a name, and pick the one that "
+    "belongs to the computer's choice. Taking part is voluntary; you may stop at any time by closing "
+    "the page. We store only your answers, how long each took, and the participant id you give us."
+)
+
+
+def default_consent(task: str) -> str:
+    """The consent text a study without its own ``consent`` shows, worded for its task."""
+    return DEFAULT_DISTINCTION_CONSENT if task == "distinction" else DEFAULT_CONSENT
+
+
+def confidence_help(ends: Mapping[int, str]) -> str:
+    """"Click a number under the map you choose: 1 = just guessing ... 5 = certain." (Markdown-safe)"""
+    low, high = min(ends), max(ends)
+    return escape_markdown(f"Click a number under the map you choose: {low} = {ends[low]}, "
+                           f"{high} = {ends[high]}.")
+
 
 class BadLink(ValueError):
     """An unusable survey link or rater id; the message is safe to show to a rater as is."""

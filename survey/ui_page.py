@@ -46,6 +46,33 @@ PAGE_CSS = """<style>
     grid-column: 1 / 3; justify-self: center; width: 46% !important;
   }
 }
+/* Distinction task: the candidate maps always in a 2-column grid, each with its label and a row of
+   five confidence buttons that stays a row on phones; tighter spacing and maps sized to the screen
+   height, so progress, question, photo, maps and every button fit without scrolling. */
+[data-testid="stMain"]:has(.st-key-dlayout) [data-testid="stMainBlockContainer"] {
+  padding-top: 4.5rem; padding-bottom: 1rem;
+}
+[data-testid="stMain"]:has(.st-key-dlayout) [data-testid="stVerticalBlock"] { row-gap: 0.5rem; }
+.st-key-dgrid { display: grid !important; grid-template-columns: 1fr 1fr; column-gap: 1rem; row-gap: 0.5rem; }
+.st-key-dgrid [data-testid="stImage"] img { max-height: calc((100vh - 23rem) / 2); object-fit: contain; }
+.st-key-dgrid [data-testid="stImageCaption"] [data-testid="stCaptionContainer"] {
+  color: inherit; font-weight: 600; font-size: 0.95rem;
+}
+.st-key-dgrid [data-testid="stHorizontalBlock"] {
+  display: grid !important; grid-template-columns: repeat(5, 1fr); column-gap: 0.25rem;
+}
+.st-key-dgrid [data-testid="stColumn"] { width: auto !important; min-width: 0 !important; }
+.st-key-dgrid button { padding-left: 0; padding-right: 0; min-width: 0; width: 100%; }
+.st-key-dphoto [data-testid="stImage"] img { max-height: calc(100vh - 14rem); object-fit: contain; }
+@media (max-width: 640px) {
+  [data-testid="stMain"]:has(.st-key-dlayout) [data-testid="stMainBlockContainer"] { padding-top: 4rem; }
+  .st-key-dgrid { column-gap: 0.5rem; row-gap: 0.25rem; }
+  .st-key-dgrid [data-testid="stImage"] img { max-height: 17vh; }
+  .st-key-dgrid button { min-height: 2.1rem; }
+  .st-key-dphoto [data-testid="stImage"] img { max-height: 11vh; }
+  .st-key-dlayout > [data-testid="stHorizontalBlock"] { gap: 0.25rem; }
+  [data-testid="stMain"]:has(.st-key-dlayout) [data-testid="stVerticalBlock"] { row-gap: 0.35rem; }
+}
 </style>"""
 
 
@@ -92,3 +119,11 @@ def votes_csv(eng: Engine, study: str) -> bytes:
     from survey.votes_format import votes_csv_text
 
     return votes_csv_text(votes_frame(eng, study)).encode("utf-8")
+
+
+def answers_csv(eng: Engine, study: str) -> bytes:
+    """A distinction study's answers CSV for the admin page: the same bytes as ``survey.study export``."""
+    from survey.distinction_export import answers_frame
+    from survey.votes_format import ALL_TASKS
+
+    return votes_csv_text(answers_frame(eng, study), fmt=ALL_TASKS).encode("utf-8")

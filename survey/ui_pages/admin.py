@@ -12,8 +12,8 @@ import hashlib
 
 import streamlit as st
 
-from survey import admin_auth, service, ui_admin_setup, ui_logic
-from survey.ui_page import engine, guarded, votes_csv
+from survey import admin_auth, distinction_service, service, ui_admin_setup, ui_logic
+from survey.ui_page import answers_csv, engine, guarded, votes_csv
 
 SIGNED_IN = "admin_signed_in"  # session key: digest of the password this session signed in with
 
@@ -44,8 +44,42 @@ def _set_open(study: str, is_open: bool) -> None:
     service.set_study_open(engine(), study, is_open)
 
 
+def _open_close(study: str, is_open: bool) -> None:
+    if is_open:
+        st.button("Close study", on_click=_set_open, args=(study, False), key=f"close-{study}")
+    else:
+        st.button("Open study", on_click=_set_open, args=(study, True), key=f"open-{study}")
+
+
+def _distinction_panel(study: str) -> None:
+    """A distinction study: progress, attention checks, accuracy per method, the answers CSV."""
+    eng = engine()
+    s = distinction_service.summary(eng, study)
+    st.subheader(f"{study} ({'open' if s.is_open else 'closed'}, distinction task)")
+    started, finished, answers, checks = st.columns(4)
+    started.metric("Raters started", s.raters_started)
+    finished.metric("Raters finished", s.raters_finished)
+    answers.metric("Answers", s.n_answers)
+    checks.metric("Attention-check failures", f"{s.attention_failures} / {s.attention_checks_answered}",
+                  help=f"{s.raters_failing_attention} rater(s) failed at least one check")
+    toggle, download = st.columns(2)
+    with toggle:
+        _open_close(study, s.is_open)
+    with download:
+        st.download_button("Download answers CSV", data=lambda: answers_csv(eng, study),
+                           file_name=f"{study}-answers.csv", mime="text/csv", key=f"csv-{study}",
+                           on_click="ignore")
+    st.markdown("**Accuracy per method** (first showings of regular items; chance is 1 / number of maps; "
+                "the analysis gives intervals)")
+    st.dataframe(s.per_method, hide_index=True, width="stretch")
+
+
 def _study_panel(study: str) -> None:
     eng = engine()
+    view = service.get_study(eng, study)
+    if view is not None and view.task == "distinction":
+        _distinction_panel(study)
+        return
     s = service.admin_summary(eng, study)
     state = "open" if s.is_open else "closed"
     st.subheader(f"{study} ({state})")
@@ -61,10 +95,7 @@ def _study_panel(study: str) -> None:
                f"No preference: {s.no_preference}.")
     toggle, download = st.columns(2)
     with toggle:
-        if s.is_open:
-            st.button("Close study", on_click=_set_open, args=(study, False), key=f"close-{study}")
-        else:
-            st.button("Open study", on_click=_set_open, args=(study, True), key=f"open-{study}")
+        _open_close(study, s.is_open)
     with download:
         st.download_button("Download votes CSV", data=lambda: votes_csv(eng, study),
                            file_name=f"{study}-votes.csv", mime="text/csv", key=f"csv-{study}",

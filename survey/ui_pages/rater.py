@@ -1,4 +1,6 @@
 """The rater page: link -> consent and instructions -> one blinded pair per screen -> completion code.
+A distinction study (``view.task``) shows one photo and its candidate maps per screen instead
+(:mod:`survey.distinction_service`); everything else (consent, resume, clicks, completion) is shared.
 
 Thin on purpose: every decision about input lives in :mod:`survey.ui_logic`, every read and write in
 :mod:`survey.service`. Nothing that must survive a reload is kept in the session: the database knows
@@ -15,7 +17,7 @@ import os
 
 import streamlit as st
 
-from survey import service, ui_images, ui_logic
+from survey import distinction_service, service, ui_images, ui_logic
 from survey.clicks import StillRunning
 from survey.db import WRITER_WAIT_S, is_busy
 from survey.invite import verify_token
@@ -94,11 +96,13 @@ def _check_invitation(study: str, rater: str | None) -> None:
 def _welcome(view: service.StudyView, rater: str) -> None:
     """Consent and instructions (with the example pair) before the first item."""
     st.title("Welcome", anchor=False)
-    st.markdown(view.consent or ui_logic.DEFAULT_CONSENT)
+    st.markdown(view.consent or ui_logic.default_consent(view.task))
     st.subheader("Instructions", anchor=False)
     st.markdown(view.instructions)
     example = view.example
-    if example is not None:
+    if view.task == "distinction":
+        _distinction_example(view)
+    elif example is not None:
         st.markdown("**Example** (for practice, not scored): "
                     + ui_logic.question_markdown(view.question, example.label))
         photo, left, right = st.columns(3, gap="medium")
@@ -126,6 +130,47 @@ def _show_trial(view: service.StudyView, rater: str, trial: service.Trial) -> No
     if trial.allow_no_preference:
         st.button("No preference", key=f"none-{trial.token}", width="stretch", on_click=_click,
                   args=(vote, service.record_vote, view.name, rater, trial.token, "none"))
+
+
+def _candidate_grid(view: service.StudyView, photo: object, candidates: tuple, buttons=None) -> None:  # noqa: ANN001
+    """The photo beside (phones: above) the candidate maps in a 2-column grid, each captioned with its
+    class label; ``buttons(slot)`` draws the answer buttons under map ``slot``."""
+    left, right = st.container(key="dlayout").columns([1, 2], gap="medium")
+    with left, st.container(key="dphoto"):
+        blinded_image(view.package_root, photo, "Photo")
+    with right, st.container(key="dgrid"):
+        for slot, candidate in enumerate(candidates):
+            with st.container(key=f"dcand{slot}"):
+                blinded_image(view.package_root, candidate.path, candidate.label)
+                if buttons is not None:
+                    buttons(slot)
+
+
+def _distinction_example(view: service.StudyView) -> None:
+    example = distinction_service.get_example(engine(), view.name)
+    if example is not None:
+        st.markdown("**Example** (for practice, not scored): " + ui_logic.escape_markdown(example.question))
+        _candidate_grid(view, example.image_path, example.candidates)
+        st.markdown(f"In this example the model chose **{ui_logic.escape_markdown(example.answer_label)}**, "
+                    "so its map is the one to pick. In the study, click a number from 1 (just guessing) to "
+                    "5 (certain) under the map you pick.")
+
+
+def _show_screen(view: service.StudyView, rater: str, screen: distinction_service.DistinctionScreen) -> None:
+    """One distinction trial: one click (a confidence number under a map) answers it."""
+    answer = ("vote", view.name, rater, screen.token)  # one write per trial, whichever button and how often
+    fraction, text = ui_logic.progress(screen.position, screen.total)
+    st.progress(fraction, text=text)
+    st.markdown(ui_logic.escape_markdown(screen.question))
+    st.caption(ui_logic.confidence_help(distinction_service.CONFIDENCE_ENDS))
+
+    def buttons(slot: int) -> None:
+        for column, level in zip(st.columns(5, gap=None), range(1, 6)):
+            column.button(str(level), key=f"d{slot}-{level}-{screen.token}", width="stretch", on_click=_click,
+                          args=(answer, distinction_service.record_answer, view.name, rater, screen.token,
+                                slot, level))
+
+    _candidate_grid(view, screen.image_path, screen.candidates, buttons)
 
 
 def _finish(view: service.StudyView, rater: str) -> None:
@@ -174,13 +219,17 @@ def render() -> None:
                 _welcome(view, rater)
                 return
             st.session_state[started] = True
-        trial = service.next_trial(eng, name, rater)
+        next_trial = distinction_service.next_trial if view.task == "distinction" else service.next_trial
+        trial = next_trial(eng, name, rater)
     except service.SurveyError as exc:
         stop_with(str(exc), "warning")
     if trial is None:  # the last vote was just recorded (or landed from another tab)
         _finish(view, rater)
         return
-    _show_trial(view, rater, trial)
+    if view.task == "distinction":
+        _show_screen(view, rater, trial)
+    else:
+        _show_trial(view, rater, trial)
 
 
 guarded(render)

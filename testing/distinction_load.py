@@ -1,0 +1,67 @@
+"""Many distinction raters answering at once, each in its own process, through the service layer
+(tests, benchmarks): the distinction twin of ``survey.testing_load.run_raters``, on the same
+forkserver, barrier and report (``RaterRun``). Not for app code."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+
+from survey.testing_load import PRELOAD, RaterRun
+
+
+def _rater_process(url: str, study: str, rater: str, barrier, results, double_submit: bool,
+                   barrier_timeout: float) -> None:
+    run = RaterRun(rater)
+    try:
+        from survey.db import get_engine
+        from survey.distinction_service import next_trial, record_answer
+        from survey.service import start_rater
+
+        engine = get_engine(url)
+        barrier.wait(barrier_timeout)
+        run.started = time.monotonic()
+        start_rater(engine, study, rater)
+        while (screen := next_trial(engine, study, rater)) is not None:
+            began = time.perf_counter()
+            result = record_answer(engine, study, rater, screen.token, screen.position % len(screen.candidates),
+                                   1 + screen.position % 5)
+            if result.recorded:
+                run.recorded += 1
+                run.latencies_s.append(time.perf_counter() - began)
+            run.duplicates += int(result.duplicate)
+            if double_submit:  # the impatient second click, on another map
+                again = record_answer(engine, study, rater, screen.token, 0, 5)
+                run.recorded += int(again.recorded)
+                run.duplicates += int(again.duplicate)
+        run.ended = time.monotonic()
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails loudly
+        run.errors.append(f"{type(exc).__name__}: {exc}")
+    results.put(run)
+
+
+def run_distinction_raters(url: str, study: str, raters: list[str], *, double_submit: bool = False,
+                           timeout: float = 300.0) -> list[RaterRun]:
+    """One process per entry of ``raters`` (repeat an id to race one rater against itself), released
+    together; returns their reports. The database must be migrated and the study imported."""
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload([*PRELOAD, "survey.distinction_service"])
+    barrier = context.Barrier(len(raters))
+    results = context.Queue()
+    processes = [context.Process(target=_rater_process,
+                                 args=(url, study, rater, barrier, results, double_submit, timeout), daemon=True)
+                 for rater in raters]
+    for process in processes:
+        process.start()
+    runs: list[RaterRun] = []
+    deadline = time.monotonic() + timeout
+    try:
+        for _ in processes:
+            runs.append(results.get(timeout=max(1.0, deadline - time.monotonic())))
+    finally:
+        for process in processes:
+            process.join(timeout=max(1.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+    return runs
