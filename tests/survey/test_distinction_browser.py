@@ -18,7 +18,7 @@ from survey.db import get_engine
 from survey.distinction_export import answers_frame
 from testing.distinction_package import make_distinction_study
 from tests.support import require
-from tests.survey import ui_browser as ub
+from testing import browser as ub
 
 pytestmark = pytest.mark.browser
 

@@ -19,7 +19,7 @@ from survey.package import (
     validate_manifest,
     validate_package,
 )
-from survey.sample_package import make_sample_package
+from testing.packages import make_package
 from testing.distinction_package import BASELINE, PROPOSED, distinction_manifest, make_distinction_package
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "study-package.md"
@@ -60,7 +60,7 @@ def test_builder_package_is_valid_with_files(valid: tuple[Path, dict]) -> None:
 
 
 def test_pairwise_is_the_default_task(tmp_path: Path) -> None:
-    manifest = json.loads((make_sample_package(tmp_path / "p") / MANIFEST_NAME).read_text())
+    manifest = json.loads((make_package(tmp_path / "p") / MANIFEST_NAME).read_text())
     assert "task" not in manifest and manifest_task(manifest) == "pairwise"
     assert validate_manifest({**manifest, "task": "pairwise"}) == []
 
@@ -163,7 +163,7 @@ def test_every_problem_is_reported_at_once(valid: tuple[Path, dict]) -> None:
 
 
 def test_pairwise_items_refuse_distinction_keys(tmp_path: Path) -> None:
-    manifest = json.loads((make_sample_package(tmp_path / "p") / MANIFEST_NAME).read_text())
+    manifest = json.loads((make_package(tmp_path / "p") / MANIFEST_NAME).read_text())
     manifest["items"][0]["answer"] = {"vib": 0}
     assert (manifest["items"][0]["id"], "answer") in fields(validate_manifest(manifest))
 
