@@ -148,7 +148,7 @@ def test_candidate_count_is_exactly_four(tmp_path: Path) -> None:
     for k in (3, 5):
         found = validate_manifest(distinction_manifest(tmp_path / f"k{k}", n_items=2, n_checks=0, n_candidates=k,
                                                        with_example=False))
-        assert found and all(f == "candidates" for _, f in fields(found)), found
+        assert found and all(f.startswith("candidates") for _, f in fields(found)), found
         assert "exactly 4 candidates" in str(found)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -13,6 +14,7 @@ import survey.distinction_service as ds
 from survey import service
 from survey.db import get_engine
 from survey.distinction_export import answers_frame
+from survey.votes_format import read_votes_csv
 from survey.package import DEFAULT_DISTINCTION_QUESTION
 from survey.study import main
 from survey.ui_logic import DEFAULT_DISTINCTION_CONSENT
@@ -143,7 +145,9 @@ def test_admin_page_and_cli_on_a_distinction_study(tmp_path: Path, sqlite_url: s
     assert main(["export", study.name, "--out", str(out), "--db", sqlite_url]) == 0
     assert "2 answer(s)" in capsys.readouterr().out
     lines = out.read_text().splitlines()
-    assert lines[0].startswith('"study","rater","item","label","attention_check"') and len(lines) == 3
+    assert lines[0].startswith("study,rater,item,label,attention_check") and len(lines) == 3
+    # the votes format owns the file: it reads back as exactly the database's answers
+    pd.testing.assert_frame_equal(read_votes_csv(out), answers_frame(sqlite_url, study.name))
 
 
 def test_busy_database_gives_a_notice_and_the_next_click_records_once(tmp_path: Path, sqlite_url: str,
