@@ -12,14 +12,12 @@ The column contract (docs/survey.md, "The distinction task"; the votes-format mo
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import aliased
 
-from fileio import open_atomic
 from survey.db import get_engine, read_session
 from survey.schema import (
     DistinctionAnswer,
@@ -31,16 +29,10 @@ from survey.schema import (
     Rater,
     Study,
 )
+from survey.votes_format import ALL_TASKS, DISTINCTION, normalise, write_votes_csv
 
-COMMON_COLUMNS = ("study", "rater", "item", "label", "attention_check", "response_ms", "created_at", "position",
-                  "repeat", "rater_finished")
-TASK_COLUMNS = ("task", "method", "chosen_index", "answer_index", "correct", "confidence", "chosen_rank")
-EXTRA_COLUMNS = ("chosen_slot", "answer_slot")
-COLUMNS = COMMON_COLUMNS + TASK_COLUMNS + EXTRA_COLUMNS
-BOOL_COLUMNS = ("attention_check", "rater_finished", "correct")
-INT_COLUMNS = ("response_ms", "position", "repeat", "chosen_index", "answer_index", "confidence", "chosen_rank",
-               "chosen_slot", "answer_slot")
-
+#: What an answers export holds: the distinction format's columns plus the screen slots.
+ANSWER_COLUMNS = frozenset(DISTINCTION.columns)
 
 class NotADistinctionStudy(ValueError):
     """The study is unknown or not a distinction study (its votes come from ``survey.export``)."""
@@ -83,8 +75,8 @@ def answers_frame(url: str | Engine | None, study: str) -> pd.DataFrame:
         "correct": f.rank == 1, "confidence": f.confidence, "chosen_rank": f.rank, "chosen_slot": f.chosen_slot,
         "answer_slot": [int(k) for k in f.candidate_order.split(",")].index(f.answer_ordinal),
     } for f in found]
-    frame = pd.DataFrame(records, columns=list(COLUMNS))
-    return frame.astype({**{c: bool for c in BOOL_COLUMNS}, **{c: "int64" for c in INT_COLUMNS}})
+    columns = [c for c in ALL_TASKS.columns if c in ANSWER_COLUMNS]  # the votes format's file order
+    return normalise(pd.DataFrame(records, columns=columns), source=f"answers of study {study!r}", fmt=ALL_TASKS)
 
 
 def is_distinction_study(url: str | Engine | None, study: str) -> bool:
@@ -94,9 +86,8 @@ def is_distinction_study(url: str | Engine | None, study: str) -> bool:
 
 
 def write_answers_csv(url: str | Engine | None, study: str, out: str | Path) -> int:
-    """Writes :func:`answers_frame` to ``out`` atomically (all or nothing); returns the row count.
-    Text fields are always quoted, so a line break or carriage return in a rater id stays one field."""
+    """Writes :func:`answers_frame` to ``out`` through the votes format (atomic, UTF-8, the same CSV
+    rules as pairwise votes: ``survey.votes_format``); returns the row count."""
     frame = answers_frame(url, study)
-    with open_atomic(out, "w", newline="") as handle:
-        frame.to_csv(handle, index=False, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+    write_votes_csv(frame, out, fmt=ALL_TASKS)
     return len(frame)

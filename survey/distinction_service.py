@@ -42,7 +42,6 @@ from survey.schema import (
 from survey.service import (
     _LOCK_RATER,
     FILES_MISSING,
-    STALE,
     SurveyError,
     VoteResult,
     _retrying,
@@ -58,6 +57,7 @@ TASK = "distinction"
 # Shown under the confidence scale; the ends only, so the scale reads as equal steps.
 CONFIDENCE_ENDS = {1: "just guessing", 5: "certain"}
 CHOOSE = "Please choose one of the maps and how sure you are."
+STALE = "This screen is no longer current. Please reload the page."
 
 
 # ----------------------------------------------------------------------------------------- views
@@ -89,6 +89,7 @@ class DistinctionExample:
     question: str
     image_path: Path
     candidates: tuple[Candidate, ...]
+    answer_label: str  # the example's rank-1 class: the welcome page tells it, so raters learn the task
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,8 @@ def example_of(study: Study) -> DistinctionExample | None:
     root = Path(study.package_root)
     listed = [Candidate(c["label"], _files(root, c["map"])) for c in example["candidates"]]
     random.Random(f"vibcam-example:{study.seed}").shuffle(listed)  # not by rank: says nothing
-    return DistinctionExample(study.question, _files(root, example["image"]), tuple(listed))
+    answer = next(c["label"] for c in example["candidates"] if c["rank"] == 1)
+    return DistinctionExample(study.question, _files(root, example["image"]), tuple(listed), answer)
 
 
 def get_example(engine: Engine, study: str) -> DistinctionExample | None:

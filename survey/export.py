@@ -27,7 +27,9 @@ def _iso(moment) -> str:  # noqa: ANN001
 
 
 def votes_frame(url: str | Engine | None, study: str) -> pd.DataFrame:
-    """Every vote of ``study``, ordered by rater arrival then position. ``url`` may also be an Engine."""
+    """Every vote of ``study``, ordered by rater arrival then position. ``url`` may also be an Engine.
+    For a distinction study: every answer, in the distinction columns (``survey.distinction_export``),
+    so the analysis reads either task from a database URL the same way as from a CSV."""
     engine = url if isinstance(url, Engine) else get_engine(url)
     left, right, chosen, expected = (aliased(Method) for _ in range(4))
     proposed, baseline = aliased(Method), aliased(Method)
@@ -36,6 +38,10 @@ def votes_frame(url: str | Engine | None, study: str) -> pd.DataFrame:
         if row is None:
             names = ", ".join(session.scalars(select(Study.name).order_by(Study.name))) or "none"
             raise ExportError(f"no study named {study!r} in the database (studies: {names})")
+        if row.task == "distinction":
+            from survey.distinction_export import answers_frame
+
+            return answers_frame(engine, study)
         records = session.execute(
             select(Rater.external_id, Item.key, Item.label, left.name, right.name, chosen.name,
                    proposed.name, baseline.name, Item.is_attention_check, Vote.response_ms, Vote.created_at,
@@ -68,5 +74,5 @@ def export_votes_csv(url: str | Engine | None, study: str, path: Path | str) -> 
 
     Booleans are written ``true``/``false``; "no preference" leaves ``chosen_method`` empty."""
     frame = votes_frame(url, study)
-    write_votes_csv(frame, path)
+    write_votes_csv(frame, path)  # the format follows the columns: a distinction study's has ``task``
     return len(frame)

@@ -38,7 +38,9 @@ DISTINCTION_ITEM_KEYS = {"id", "label", "image", "candidates", "answer", "mask",
                          "attention_check"}
 DISTINCTION_EXAMPLE_KEYS = {"label", "image", "candidates"}
 CANDIDATE_KEYS = {"label", "map", "rank"}
-MIN_CANDIDATES, MAX_CANDIDATES = 2, 8
+#: Maps per distinction trial: HIVE's top-4. The analysis' chance level (1/4) and the votes format's
+#: index ranges (survey.votes_format) rest on it, so a package must have exactly this many.
+CANDIDATES = 4
 # Says nothing about which class the model chose (and so has no {label}: the true class would give it away).
 DEFAULT_DISTINCTION_QUESTION = ("The model looked at this photo and chose one of these classes. "
                                 "Which map belongs to the class it chose?")
@@ -361,9 +363,9 @@ def _check_distinction_texts(out: _Collector, data: dict) -> None:
 def _check_candidates(out: _Collector, where: str, field: str, value: object,
                       methods: list[str]) -> tuple[int, int] | None:
     """One candidate list ``[{label, map, rank}, ...]``; returns (count, index of rank 1) when valid."""
-    if not isinstance(value, list) or not MIN_CANDIDATES <= len(value) <= MAX_CANDIDATES:
-        out.add(where, field, f"must be a list of {MIN_CANDIDATES} to {MAX_CANDIDATES} candidates "
-                "{\"label\", \"map\", \"rank\"} (the model's top classes)")
+    if not isinstance(value, list) or len(value) != CANDIDATES:
+        out.add(where, field, f"must be a list of exactly {CANDIDATES} candidates "
+                "{\"label\", \"map\", \"rank\"} (the model's top-4 classes)")
         return None
     ok = True
     labels: dict[str, int] = {}

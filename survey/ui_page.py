@@ -122,10 +122,8 @@ def votes_csv(eng: Engine, study: str) -> bytes:
 
 
 def answers_csv(eng: Engine, study: str) -> bytes:
-    """A distinction study's answers CSV (``survey.distinction_export.answers_frame``) for the admin page."""
-    import csv
-
+    """A distinction study's answers CSV for the admin page: the same bytes as ``survey.study export``."""
     from survey.distinction_export import answers_frame
+    from survey.votes_format import ALL_TASKS
 
-    return answers_frame(eng, study).to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC,
-                                            lineterminator="\n").encode("utf-8")
+    return votes_csv_text(answers_frame(eng, study), fmt=ALL_TASKS).encode("utf-8")

@@ -19,6 +19,8 @@ Modules:
 * :mod:`testing.browser_load`: many impatient or patient raters at once in one Chromium;
 * :mod:`testing.ports`: a free TCP port on 127.0.0.1;
 * :mod:`testing.benchmark`: what every ``bench/*.py`` shares (machine header, ``--smoke``, exit 77);
-* :mod:`testing.simulated_votes`: synthetic vote tables in the votes format, with known effects.
-* :mod:`testing.distinction_votes`: simulated distinction answers (issue 14) with known truth.
+* :mod:`testing.simulated_votes`: synthetic vote tables in the votes format, with known effects;
+* :mod:`testing.distinction_votes`: simulated distinction answers (issue 14) with known truth;
+* :mod:`testing.distinction_package`: a small valid distinction package (and study) made with Pillow;
+* :mod:`testing.distinction_load`: many raters answering a distinction study at once, one process each.
 """

@@ -1,12 +1,12 @@
 """Many distinction raters answering at once, each in its own process, through the service layer
-(tests, benchmarks): the distinction twin of ``survey.testing_load.run_raters``, on the same
+(tests, benchmarks): the distinction twin of ``testing.concurrent_raters.run_raters``, on the same
 forkserver, barrier and report (``RaterRun``). Not for app code."""
 from __future__ import annotations
 
 import multiprocessing as mp
 import time
 
-from survey.testing_load import PRELOAD, RaterRun
+from testing.concurrent_raters import PRELOAD, RaterRun
 
 
 def _rater_process(url: str, study: str, rater: str, barrier, results, double_submit: bool,

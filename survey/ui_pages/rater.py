@@ -151,6 +151,9 @@ def _distinction_example(view: service.StudyView) -> None:
     if example is not None:
         st.markdown("**Example** (for practice, not scored): " + ui_logic.escape_markdown(example.question))
         _candidate_grid(view, example.image_path, example.candidates)
+        st.markdown(f"In this example the model chose **{ui_logic.escape_markdown(example.answer_label)}**, "
+                    "so its map is the one to pick. In the study, click a number from 1 (just guessing) to "
+                    "5 (certain) under the map you pick.")
 
 
 def _show_screen(view: service.StudyView, rater: str, screen: distinction_service.DistinctionScreen) -> None:

@@ -4,8 +4,12 @@ but reproducible, the answer's screen slot balanced per rater."""
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 import pytest
+import tests.hypothesis_home  # noqa: F401  (before Hypothesis writes anything)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from survey.assignment import (
     DistinctionItemSpec,
@@ -59,12 +63,12 @@ def test_plan_uses_the_raters_method_and_covers_every_item_once() -> None:
 def test_item_order_and_checks_follow_the_pairwise_rules() -> None:
     """The same order function as pairwise plans: same seed -> same item order and check places."""
     items = specs()
-    pairwise = plan_sequence([ItemSpec(s.item, "a", "b", s.is_attention_check) for s in items],
+    pairwise_plan = plan_sequence([ItemSpec(s.item, "a", "b", s.is_attention_check) for s in items],
                              rater_seed=77, rater_index=0, study_seed=1, repeats=2)
     plan = plan_distinction(items, METHODS, rater_seed=77, rater_index=0, study_seed=1, repeats=2)
-    assert [(t.item, t.is_repeat) for t in plan.trials] == [(t.item, t.is_repeat) for t in pairwise]
+    assert [(t.item, t.is_repeat) for t in plan.trials] == [(t.item, t.is_repeat) for t in pairwise_plan]
     checks = [t.position for t in plan.trials if t.is_attention_check]
-    assert 1 not in checks and all(b - a > 1 for a, b in zip(checks, checks[1:]))
+    assert 1 not in checks and all(b - a > 1 for a, b in pairwise(checks))
     orders = {tuple(t.item for t in plan_distinction(items, METHODS, rater_seed=s, rater_index=0,
                                                      study_seed=1).trials) for s in range(10)}
     assert len(orders) == 10  # the rater's seed decides the order
@@ -97,3 +101,31 @@ def test_bad_specs_are_refused() -> None:
     broken = [DistinctionItemSpec("x", 4, {m: 4 for m in METHODS})]
     with pytest.raises(ValueError, match="answer"):
         plan_distinction(broken, METHODS, rater_seed=1, rater_index=0, study_seed=1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(n_regular=st.integers(1, 20), data=st.data(), k=st.integers(2, 8), n_methods=st.integers(1, 4),
+       rater_index=st.integers(0, 500), rater_seed=st.integers(0, 2**62), study_seed=st.integers(0, 2**62))
+def test_every_plan_is_complete_and_balanced(n_regular: int, data, k: int, n_methods: int, rater_index: int,  # noqa: ANN001
+                                             rater_seed: int, study_seed: int) -> None:
+    n_checks = data.draw(st.integers(0, n_regular))
+    repeats = data.draw(st.integers(0, n_regular))
+    methods = [f"m{j}" for j in range(n_methods)]
+    answers = data.draw(st.lists(st.lists(st.integers(0, k - 1), min_size=n_methods, max_size=n_methods),
+                                 min_size=n_regular + n_checks, max_size=n_regular + n_checks))
+    items = [DistinctionItemSpec(j, k, dict(zip(methods, answers[j])), j >= n_regular)
+             for j in range(n_regular + n_checks)]
+    plan = plan_distinction(items, methods, rater_seed=rater_seed, rater_index=rater_index, study_seed=study_seed,
+                            repeats=repeats)
+    assert plan.method in methods
+    firsts = [t.item for t in plan.trials if not t.is_repeat]
+    assert sorted(firsts) == list(range(n_regular + n_checks))
+    assert sum(t.is_repeat for t in plan.trials) == repeats
+    assert [t.position for t in plan.trials] == list(range(1, len(plan.trials) + 1))
+    slots = Counter()
+    for t in plan.trials:
+        assert sorted(t.order) == list(range(k))
+        slots[t.order.index(answers[t.item][methods.index(plan.method)])] += 1
+    assert max(slots.values()) - min(slots[s] for s in range(k)) <= 1
+    checks = [t.position for t in plan.trials if t.is_attention_check]
+    assert 1 not in checks and all(b - a > 1 for a, b in pairwise(checks))

@@ -18,7 +18,7 @@ from survey.db import get_engine
 from survey.distinction_export import answers_frame
 from testing.distinction_package import make_distinction_study
 from tests.support import require
-from tests.survey import ui_browser as ub
+from testing import browser as ub
 
 pytestmark = pytest.mark.browser
 
@@ -71,7 +71,13 @@ def _current_screen(page) -> str:
 
 
 def _assert_fits(page, labels: list[str]) -> None:
-    """Photo, four labelled maps in a 2 x 2 grid and all 20 buttons fully on screen, no scrolling."""
+    """Photo, four labelled maps in a 2 x 2 grid and all 20 buttons fully on screen, no scrolling.
+    Streamlit draws a screen in pieces: the layout is measured once all 20 buttons are drawn (a busy
+    machine can take seconds); a screen that never shows them fails below."""
+    try:
+        page.wait_for_function(f"() => ({_BOXES_JS})().buttons.length === 20", timeout=30_000)
+    except Exception:  # Playwright's TimeoutError: measure what is there, and let the asserts say what
+        pass
     shown = page.evaluate(_BOXES_JS)
     assert shown["scrollY"] == 0 and shown["scrollWidth"] <= shown["width"]
     assert [alt for alt, *_ in shown["imgs"]] == ["Photo", *labels]

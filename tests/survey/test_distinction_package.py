@@ -19,7 +19,7 @@ from survey.package import (
     validate_manifest,
     validate_package,
 )
-from survey.sample_package import make_sample_package
+from testing.packages import make_package
 from testing.distinction_package import BASELINE, PROPOSED, distinction_manifest, make_distinction_package
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "study-package.md"
@@ -60,7 +60,7 @@ def test_builder_package_is_valid_with_files(valid: tuple[Path, dict]) -> None:
 
 
 def test_pairwise_is_the_default_task(tmp_path: Path) -> None:
-    manifest = json.loads((make_sample_package(tmp_path / "p") / MANIFEST_NAME).read_text())
+    manifest = json.loads((make_package(tmp_path / "p") / MANIFEST_NAME).read_text())
     assert "task" not in manifest and manifest_task(manifest) == "pairwise"
     assert validate_manifest({**manifest, "task": "pairwise"}) == []
 
@@ -141,16 +141,15 @@ def test_each_broken_variant_is_refused(valid: tuple[Path, dict], name: str, bre
         assert all(p.where in ids or p.where.startswith("items[") for p in problems), problems
 
 
-def test_candidate_count_may_be_two_to_eight_but_one_per_study(tmp_path: Path) -> None:
-    for k in (2, 8):
-        manifest = distinction_manifest(tmp_path / f"k{k}", n_items=2, n_checks=0, n_candidates=k,
-                                        with_example=False)
-        assert validate_manifest(manifest) == []
-    three = distinction_manifest(tmp_path / "mixed", n_items=2, n_checks=0, n_candidates=3)
-    four = distinction_manifest(tmp_path / "mixed", n_items=1, n_checks=0, n_candidates=4, with_example=False)
-    three["items"].append({**four["items"][0], "id": "d-other"})
-    found = validate_manifest(three)
-    assert ("d-other", "candidates") in fields(found) and "same length" in str(found)
+def test_candidate_count_is_exactly_four(tmp_path: Path) -> None:
+    """HIVE's top-4: the analysis' chance level (1/4) rests on it, so 3 or 5 maps are refused."""
+    assert validate_manifest(distinction_manifest(tmp_path / "k4", n_items=2, n_checks=0, n_candidates=4,
+                                                  with_example=False)) == []
+    for k in (3, 5):
+        found = validate_manifest(distinction_manifest(tmp_path / f"k{k}", n_items=2, n_checks=0, n_candidates=k,
+                                                       with_example=False))
+        assert found and all(f.startswith("candidates") for _, f in fields(found)), found
+        assert "exactly 4 candidates" in str(found)
 
 
 def test_every_problem_is_reported_at_once(valid: tuple[Path, dict]) -> None:
@@ -164,7 +163,7 @@ def test_every_problem_is_reported_at_once(valid: tuple[Path, dict]) -> None:
 
 
 def test_pairwise_items_refuse_distinction_keys(tmp_path: Path) -> None:
-    manifest = json.loads((make_sample_package(tmp_path / "p") / MANIFEST_NAME).read_text())
+    manifest = json.loads((make_package(tmp_path / "p") / MANIFEST_NAME).read_text())
     manifest["items"][0]["answer"] = {"vib": 0}
     assert (manifest["items"][0]["id"], "answer") in fields(validate_manifest(manifest))
 

@@ -16,12 +16,15 @@ from sqlalchemy.exc import IntegrityError
 import survey.distinction_service as ds
 from survey import service
 from survey.db import get_engine, read_session, write_session
-from survey.distinction_export import COLUMNS, answers_frame, write_answers_csv
+from survey.distinction_export import ANSWER_COLUMNS, answers_frame, write_answers_csv
 from survey.importer import StudyImportError, import_package
 from survey.package import DEFAULT_DISTINCTION_QUESTION, MANIFEST_NAME
 from survey.schema import DistinctionAnswer, DistinctionRater, DistinctionTrial, Method, Study
 from survey.service import SurveyError
+from survey.votes_format import ALL_TASKS
 from testing.distinction_package import SECRET_METHODS, make_distinction_package
+
+COLUMNS = tuple(c for c in ALL_TASKS.columns if c in ANSWER_COLUMNS)
 
 N_ITEMS, N_CHECKS = 5, 1
 
@@ -58,6 +61,8 @@ def test_import_keeps_the_task_and_the_default_question(engine: Engine, package:
     example = ds.get_example(engine, "dist")
     assert example is not None and len(example.candidates) == 4
     assert example == ds.get_example(engine, "dist")  # a fixed order per study
+    ranked = manifest(package)["example"]["candidates"]
+    assert example.answer_label == next(c["label"] for c in ranked if c["rank"] == 1)
     assert {f.name for f in dataclass_fields(ds.Candidate)} == {"label", "path"}
     assert import_package(engine, package, repeats=1).action == "unchanged"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -13,6 +14,7 @@ import survey.distinction_service as ds
 from survey import service
 from survey.db import get_engine
 from survey.distinction_export import answers_frame
+from survey.votes_format import read_votes_csv
 from survey.package import DEFAULT_DISTINCTION_QUESTION
 from survey.study import main
 from survey.ui_logic import DEFAULT_DISTINCTION_CONSENT
@@ -53,6 +55,7 @@ def test_whole_session_one_click_per_screen_blinded(tmp_path: Path, sqlite_url: 
     example = ds.get_example(eng, study.name)
     assert captions(at) == ["Photo", *[c.label for c in example.candidates]]  # the example, no buttons
     assert [b.label for b in at.button] == ["I agree, start"]
+    assert any(f"model chose **{example.answer_label}**" in t for t in texts(at))  # the example's answer
     click(at, "I agree, start")
 
     picks = []
@@ -142,4 +145,37 @@ def test_admin_page_and_cli_on_a_distinction_study(tmp_path: Path, sqlite_url: s
     assert main(["export", study.name, "--out", str(out), "--db", sqlite_url]) == 0
     assert "2 answer(s)" in capsys.readouterr().out
     lines = out.read_text().splitlines()
-    assert lines[0].startswith('"study","rater","item","label","attention_check"') and len(lines) == 3
+    assert lines[0].startswith("study,rater,item,label,attention_check") and len(lines) == 3
+    # the votes format owns the file: it reads back as exactly the database's answers
+    pd.testing.assert_frame_equal(read_votes_csv(out), answers_frame(sqlite_url, study.name))
+
+
+def test_busy_database_gives_a_notice_and_the_next_click_records_once(tmp_path: Path, sqlite_url: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer path has the votes' busy handling: DatabaseBusy becomes a calm notice, the screen
+    stays, and the rater's next click is stored once (SingleFlight counts one execution per click)."""
+    from survey import db
+    from survey.ui_page import BUSY, clicks
+
+    study = make_distinction_study(tmp_path, sqlite_url, n_items=2, n_checks=0)
+    at = click(open_page({"study": study.name, "rater": "busy"}), "I agree, start")
+    real = ds.record_answer
+    calls: list[tuple] = []
+
+    def busy_once(engine, *args):  # noqa: ANN001, ANN202
+        calls.append(args)
+        if len(calls) == 1:
+            raise db.DatabaseBusy("no turn to write within 5.0 s")
+        return real(engine, *args)
+
+    monkeypatch.setattr(ds, "record_answer", busy_once)
+    at.run()  # the buttons now carry the patched call
+    executions = clicks.executions
+    answer(at, 1, 2)
+    assert BUSY in texts(at) and progress_text(at) == f"1 / {study.n_trials}"
+    assert not any("DatabaseBusy" in t or "5.0 s" in t for t in texts(at))
+    answer(at, 3, 4)  # the rater clicks again: this one is stored
+    assert progress_text(at) == f"2 / {study.n_trials}" and BUSY not in texts(at)
+    assert clicks.executions - executions == 2 and len(calls) == 2
+    frame = answers_frame(sqlite_url, study.name)
+    assert list(zip(frame["chosen_slot"], frame["confidence"])) == [(3, 4)]
