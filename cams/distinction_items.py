@@ -31,7 +31,6 @@ from cams.study_batches import (
 from models.data import Sample
 from survey.package import CamsCandidate, CamsItem, CatchTrial
 
-DEFAULT_CANDIDATES = 4  # HIVE's k
 CHECK_KIND = "on-object"
 
 

@@ -17,13 +17,12 @@ from pathlib import Path
 import torch
 
 from cams.base import TARGETS
-from cams.distinction_items import DEFAULT_CANDIDATES
 from cams.loading import StudyInputError
 from cams.package_builder import DEFAULT_QUESTION, StudyOptions, build_study
 from cams.selection import FILTERS
 from models.checkpoint import CheckpointError
 from models.data import OPTION_NAMES, add_data_arguments
-from survey.package import DEFAULT_DISTINCTION_QUESTION, MAX_CANDIDATES, MIN_CANDIDATES, TASKS, PackageError
+from survey.package import DEFAULT_DISTINCTION_QUESTION, TASKS, PackageError
 
 UNSET = object()  # marks data options the user did not give (they then come from the checkpoint)
 
@@ -81,22 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=TASKS,
         default="pairwise",
         help="pairwise: raters pick the better of two methods' maps; distinction (HIVE): raters see one "
-        "method's maps for its model's top classes and pick the one of the predicted class",
-    )
-    parser.add_argument(
-        "--candidates",
-        type=int,
-        default=None,
-        metavar="K",
-        help=f"--task distinction: the model's top-K classes shown per item and method ({MIN_CANDIDATES}.."
-        f"{MAX_CANDIDATES}, default {DEFAULT_CANDIDATES}; chance is 1/K)",
+        "method's maps for its model's top-4 classes and pick the one of the predicted class",
     )
     parser.add_argument(
         "--target",
         choices=TARGETS,
         default=None,
         help="pairwise: class each map explains, the ground truth (default) or each model's top-1 prediction; "
-        "not for --task distinction (its maps explain the top-K classes)",
+        "not for --task distinction (its maps explain the top-4 classes)",
     )
     parser.add_argument(
         "--attention-checks",
@@ -149,7 +140,6 @@ def study_options(args: argparse.Namespace, argv: list[str]) -> StudyOptions:
         name=args.name,
         question=args.question,
         task=args.task,
-        candidates=args.candidates,
         overwrite=args.overwrite,
         batch_size=args.batch_size,
         workers=args.workers,

@@ -22,7 +22,6 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from cams.distinction_items import (
-    DEFAULT_CANDIDATES,
     DistinctionWriter,
     add_distinction_checks,
     distinction_instructions,
@@ -51,8 +50,7 @@ from cams.study_batches import (
 from models.data import Sample, build_datasets
 from survey.package import (
     DEFAULT_DISTINCTION_QUESTION,
-    MAX_CANDIDATES,
-    MIN_CANDIDATES,
+    CANDIDATES,
     SCHEMA,
     TASKS,
     CamsItem,
@@ -90,7 +88,6 @@ class StudyOptions:
     name: str | None = None  # default: the out folder's name
     question: str | None = None  # None: the task's default question
     task: str = "pairwise"  # or "distinction" (docs/study-package.md)
-    candidates: int | None = None  # distinction: the top-k classes shown per item and method (default 4)
     overwrite: bool = False
     batch_size: int = 32
     workers: int = 0
@@ -259,8 +256,6 @@ def resolve_task_options(options: StudyOptions) -> StudyOptions:
     if options.task not in TASKS:
         raise StudyInputError(f"unknown --task {options.task!r}; choose one of {', '.join(TASKS)}")
     if options.task == "pairwise":
-        if options.candidates is not None:
-            raise StudyInputError("--candidates is for --task distinction; leave it out or pass --task distinction")
         question = DEFAULT_QUESTION if options.question is None else options.question
         if "{label}" not in question:
             raise StudyInputError("--question must contain {label}, e.g. " + repr(DEFAULT_QUESTION))
@@ -270,15 +265,11 @@ def resolve_task_options(options: StudyOptions) -> StudyOptions:
             "--target does not apply to --task distinction: its maps explain each model's top classes, "
             "rank 1 being the prediction; leave --target out"
         )
-    k = DEFAULT_CANDIDATES if options.candidates is None else options.candidates
-    if not MIN_CANDIDATES <= k <= MAX_CANDIDATES:
-        raise StudyInputError(f"--candidates must be between {MIN_CANDIDATES} and {MAX_CANDIDATES} "
-                              f"(HIVE uses {DEFAULT_CANDIDATES}), got {k}")
     question = DEFAULT_DISTINCTION_QUESTION if options.question is None else options.question
     if "{label}" in question:
         raise StudyInputError("a distinction --question must not contain {label} (the item's class would give "
                               "the model's prediction away); leave --question out for the default")
-    return replace(options, target="predicted", question=question, candidates=k)
+    return replace(options, target="predicted", question=question)
 
 
 def check_options(options: StudyOptions) -> str:
@@ -323,9 +314,9 @@ def build_study(options: StudyOptions) -> tuple[Path, dict]:
     val = datasets.val
     check_comparable(loaded, datasets.class_names, f"the data ({datasets.description})")
     distinction = options.task == "distinction"
-    if distinction and options.candidates > len(datasets.class_names):
-        raise StudyInputError(f"--candidates {options.candidates} is more than the {len(datasets.class_names)} "
-                              "classes of the data; lower --candidates")
+    if distinction and len(datasets.class_names) < CANDIDATES:
+        raise StudyInputError(f"--task distinction shows each model's top {CANDIDATES} classes, but the data has "
+                              f"only {len(datasets.class_names)} classes; use data with at least {CANDIDATES}")
 
     if options.classes is not None:
         classes = resolve_classes(list(options.classes), datasets.class_names, datasets.class_labels)
@@ -338,7 +329,7 @@ def build_study(options: StudyOptions) -> tuple[Path, dict]:
     with PackageFolder(options.out, options.overwrite) as package, ThreadPoolExecutor(2) as encoder:
         if distinction:
             writer = DistinctionWriter(package, name, loaded, datasets.class_labels, encoder,
-                                       k=options.candidates, seed=options.seed, device=options.device)
+                                       k=CANDIDATES, seed=options.seed, device=options.device)
         else:
             writer = ItemWriter(package, name, loaded, datasets.class_labels, encoder)
         taken = select_and_write(options, loaded, val, plan, writer)
@@ -375,7 +366,7 @@ def build_study(options: StudyOptions) -> tuple[Path, dict]:
             "baseline": loaded[1].name,
             "methods": [m.name for m in loaded],
             "question": options.question,
-            "instructions": distinction_instructions(options.candidates) if distinction else DEFAULT_INSTRUCTIONS,
+            "instructions": distinction_instructions(CANDIDATES) if distinction else DEFAULT_INSTRUCTIONS,
             "items": [writer.items[k] for k in order],
             "provenance": {
                 "command": options.command,

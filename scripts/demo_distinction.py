@@ -18,10 +18,10 @@ import numpy as np
 
 from scripts.demo import FULL, TINY, DemoSize, banner, data_args, run, train
 from scripts.distinction_raters import candidate_energies
+from survey.package import CANDIDATES
 
 STUDY = "demo-distinction"
-CANDIDATES = 4  # HIVE's k: each model's top-4 classes (the analysis' chance is 1/4)
-# The end-to-end test's size: make demo's tiny size with the 4 classes that top-4 needs.
+# The end-to-end test's size: make demo's tiny size with the 4 classes that each model's top-4 needs.
 TINY_DISTINCTION = replace(TINY, num_classes=CANDIDATES)
 ITEMS = {FULL: 20, TINY_DISTINCTION: 4}  # regular items; distinction trials are quick, items limit precision
 
@@ -54,7 +54,7 @@ def build(root: Path, size: DemoSize, db_url: str, raters: int) -> dict[str, Pat
     else:
         run([sys.executable, "-m", "cams.generate", "--task", "distinction",
              "--proposed", f"vib={runs / 'vib'}", "--baseline", f"baseline={runs / 'baseline'}",
-             *data_args(size), "--random", str(ITEMS[size]), "--candidates", str(CANDIDATES),
+             *data_args(size), "--random", str(ITEMS[size]),
              "--attention-checks", str(size.attention_checks), "--seed", "0", "--name", STUDY,
              "--out", str(package)])
     print("energy in mask (what the simulated raters go by): " + energy_summary(package))

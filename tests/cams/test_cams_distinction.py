@@ -201,8 +201,6 @@ def test_pairwise_packages_stay_pairwise(checkpoints, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--target", "truth"], "--target does not apply to --task distinction"),
-    (["--candidates", "9"], "--candidates must be between 2 and 8"),
-    (["--candidates", "7"], "--candidates 7 is more than the 6 classes"),
     (["--question", "Is this a {label}?"], "must not contain {label}"),
 ])
 def test_bad_distinction_options_give_one_clear_line(checkpoints, tmp_path, capsys, extra, message):
@@ -212,10 +210,11 @@ def test_bad_distinction_options_give_one_clear_line(checkpoints, tmp_path, caps
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_candidates_flag_is_refused_for_pairwise(checkpoints, tmp_path, capsys):
-    code = generate(["--proposed", str(checkpoints["vib"]), "--baseline", str(checkpoints["baseline"]),
-                     "--random", "2", "--candidates", "3", "--out", str(tmp_path / "p"), "--no-progress"])
-    assert code == 2 and "--candidates is for --task distinction" in capsys.readouterr().err
+def test_data_with_fewer_classes_than_candidates_is_refused(tiny_checkpoints, tmp_path, capsys):
+    """Top-4 needs 4 classes; the 3-class tiny models cannot make a distinction package."""
+    assert make(tiny_checkpoints, tmp_path / "p", "--random", "2") == 2
+    assert "shows each model's top 4 classes, but the data has only 3 classes" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
 
 
 def test_attention_checks_without_masks_are_refused(package, checkpoints, tmp_path):
