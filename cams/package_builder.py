@@ -49,8 +49,8 @@ from cams.study_batches import (
 )
 from models.data import Sample, build_datasets
 from survey.package import (
-    DEFAULT_DISTINCTION_QUESTION,
     CANDIDATES,
+    DEFAULT_DISTINCTION_QUESTION,
     SCHEMA,
     TASKS,
     CamsItem,
