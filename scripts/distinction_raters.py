@@ -32,9 +32,10 @@ from tqdm import tqdm
 
 from cams.metrics.maps import energy_in_mask
 from survey.db import get_engine
-from survey.distinction_service import next_trial, record_answer, reveal_trial
+from survey.distinction_service import next_trial, record_answer
 from survey.package import CamsSection, PackageError, load_package, resolve_inside
 from survey.service import StudyView, SurveyError, start_rater
+from testing.reveal import reveal_distinction_trial
 
 DEFAULT_DISTINCTION_SENSITIVITY = 10.0  # logit units per unit of energy in mask (0.1 more -> odds x 2.7)
 CONFIDENCE_NOISE_SD = 0.6
@@ -117,7 +118,7 @@ def simulate_distinction(url: str | None, view: StudyView, ids: list[str], *, se
                disable=not progress)
     for skill, rater in zip(skills, ids):
         while (screen := next_trial(engine, view.name, rater)) is not None:
-            truth = reveal_trial(engine, screen.token)
+            truth = reveal_distinction_trial(engine, screen.token)
             k = len(truth.ranks)
             if truth.is_attention_check:
                 if rng.random() < attention_accuracy:

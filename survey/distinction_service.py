@@ -108,19 +108,6 @@ class DistinctionSummary:
     per_method: pd.DataFrame
 
 
-@dataclass(frozen=True)
-class RevealedScreen:
-    """What a distinction trial hides, for server-side simulations and tests. Never send to a browser."""
-
-    item: str
-    method: str
-    answer_slot: int  # screen slot of the rank-1 candidate
-    ranks: tuple[int, ...]  # rank of each candidate, in screen order
-    labels: tuple[str, ...]
-    is_attention_check: bool
-    is_repeat: bool
-
-
 # ---------------------------------------------------------------------------------- the vote path
 _POSITIONS = (
     select(DistinctionTrial.id, DistinctionTrial.position, DistinctionTrial.shown_at, DistinctionTrial.token,
@@ -238,7 +225,7 @@ def record_answer(engine: Engine, study: str, rater: str, token: str, choice: in
     return _retrying(attempt)
 
 
-# ------------------------------------------------------------------------------ example, reveal
+# ------------------------------------------------------------------------------------- example
 def example_of(study: Study) -> DistinctionExample | None:
     """The package's example (``example.candidates``), shuffled once per study, or None."""
     import json
@@ -256,28 +243,6 @@ def example_of(study: Study) -> DistinctionExample | None:
 def get_example(engine: Engine, study: str) -> DistinctionExample | None:
     with read_session(engine) as session:
         return example_of(_study(session, study))
-
-
-def reveal_trial(engine: Engine, token: str) -> RevealedScreen:
-    """The hidden side of a distinction trial: for simulated raters and tests only.
-
-    The rater page must never call this; blinding depends on it."""
-    with read_session(engine) as session:
-        found = session.execute(
-            select(DistinctionTrial, Item.key, Method.name, DistinctionItem.is_attention_check)
-            .join(Item, Item.id == DistinctionTrial.item_id)
-            .join(Method, Method.id == DistinctionTrial.method_id)
-            .join(DistinctionItem, DistinctionItem.item_id == Item.id)
-            .where(DistinctionTrial.token == token)).one_or_none()
-        if found is None:
-            raise SurveyError(STALE)
-        trial, key, method, check = found
-        rows = {c.ordinal: c for c in session.scalars(select(DistinctionCandidate).where(
-            DistinctionCandidate.item_id == trial.item_id, DistinctionCandidate.method_id == trial.method_id))}
-        shown = [rows[k] for k in _order(trial.candidate_order)]
-        ranks = tuple(c.rank for c in shown)
-        return RevealedScreen(key, method, ranks.index(1), ranks, tuple(c.label for c in shown), bool(check),
-                              trial.is_repeat)
 
 
 # ----------------------------------------------------------------------------------------- admin
@@ -324,11 +289,3 @@ def summary(engine: Engine, study: str) -> DistinctionSummary:
         columns=["method", "raters", "answers", "correct", "accuracy"])
     return DistinctionSummary(row.name, row.is_open, started, finished, len(answers), checks, failures,
                               len(failing), table)
-
-
-def answer_count(engine: Engine, study: str) -> int:
-    """Answers stored for a distinction study (tests, the CLI)."""
-    with read_session(engine) as session:
-        row = _study(session, study)
-        return session.scalar(select(func.count()).select_from(DistinctionAnswer)
-                              .join(Rater, DistinctionAnswer.rater_id == Rater.id).where(Rater.study_id == row.id))

@@ -7,10 +7,10 @@ from collections import Counter
 from itertools import pairwise
 
 import pytest
-import tests.hypothesis_home  # noqa: F401  (before Hypothesis writes anything)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tests.hypothesis_home  # noqa: F401  (before Hypothesis writes anything)
 from survey.assignment import (
     DistinctionItemSpec,
     ItemSpec,

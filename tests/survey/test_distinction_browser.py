@@ -16,9 +16,10 @@ from PIL import Image
 import survey.distinction_service as ds
 from survey.db import get_engine
 from survey.distinction_export import answers_frame
-from testing.distinction_package import make_distinction_study
-from tests.support import require
 from testing import browser as ub
+from testing.distinction_package import make_distinction_study
+from testing.reveal import reveal_distinction_trial
+from tests.support import require
 
 pytestmark = pytest.mark.browser
 
@@ -108,7 +109,7 @@ def _answer_all(page, eng, study: str, rater: str, picks: list[tuple[int, int]],
         assert screen.token == token
         labels = [c.label for c in screen.candidates]
         _assert_fits(page, labels)
-        orders.append(ds.reveal_trial(eng, token).ranks)
+        orders.append(reveal_distinction_trial(eng, token).ranks)
         dom.append(page.content())
         page.wait_for_timeout(ub.THINK_MS)
         page.evaluate("t => { window.__lastToken = t; }", token)

@@ -19,8 +19,8 @@ from survey.package import (
     validate_manifest,
     validate_package,
 )
-from testing.packages import make_package
 from testing.distinction_package import BASELINE, PROPOSED, distinction_manifest, make_distinction_package
+from testing.packages import make_package
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "study-package.md"
 

@@ -23,6 +23,7 @@ from survey.schema import DistinctionAnswer, DistinctionRater, DistinctionTrial,
 from survey.service import SurveyError
 from survey.votes_format import ALL_TASKS
 from testing.distinction_package import SECRET_METHODS, make_distinction_package
+from testing.reveal import answer_count, reveal_distinction_trial
 
 COLUMNS = tuple(c for c in ALL_TASKS.columns if c in ANSWER_COLUMNS)
 
@@ -79,7 +80,7 @@ def test_whole_session_blinded_then_completion(engine: Engine, package: Path) ->
         assert len(screen.candidates) == 4 and all(c.path.is_file() for c in screen.candidates)
         shown = repr(screen)
         assert not [m for m in SECRET_METHODS if m in shown]  # nothing in the screen names a method
-        hidden = ds.reveal_trial(engine, screen.token)
+        hidden = reveal_distinction_trial(engine, screen.token)
         assert hidden.labels == tuple(c.label for c in screen.candidates)
         revealed_labels.append(hidden)
         slot = len(tokens) % 4
@@ -169,7 +170,7 @@ def test_threads_racing_on_one_trial_store_one_answer(engine: Engine) -> None:
     for t in threads:
         t.join(60)
     assert sum(r.recorded for r in results) == 1 and sum(r.duplicate for r in results) == 7
-    assert ds.answer_count(engine, "dist") == 1
+    assert answer_count(engine, "dist") == 1
 
 
 def test_database_refuses_inconsistent_answers_and_deleting_them(engine: Engine) -> None:
@@ -197,10 +198,10 @@ def test_database_refuses_inconsistent_answers_and_deleting_them(engine: Engine)
     for bad in bad_rows:
         with pytest.raises(IntegrityError), write_session(engine) as session:
             session.add(DistinctionAnswer(**bad))
-    assert ds.answer_count(engine, "dist") == 1
+    assert answer_count(engine, "dist") == 1
     with pytest.raises(IntegrityError), write_session(engine) as session:
         session.execute(text("DELETE FROM studies"))
-    assert ds.answer_count(engine, "dist") == 1
+    assert answer_count(engine, "dist") == 1
 
 
 def test_changed_package_with_answers_is_not_replaced(engine: Engine, package: Path, tmp_path: Path) -> None:
@@ -219,10 +220,10 @@ def test_changed_package_with_answers_is_not_replaced(engine: Engine, package: P
 
 def test_summary_counts_accuracy_and_attention(engine: Engine) -> None:
     def right(screen, _k):
-        return ds.reveal_trial(engine, screen.token).answer_slot
+        return reveal_distinction_trial(engine, screen.token).answer_slot
 
     def wrong(screen, _k):
-        return (ds.reveal_trial(engine, screen.token).answer_slot + 1) % 4
+        return (reveal_distinction_trial(engine, screen.token).answer_slot + 1) % 4
 
     for rater, pick in [("good", right), ("bad", wrong)]:
         service.start_rater(engine, "dist", rater)

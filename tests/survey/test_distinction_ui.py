@@ -14,11 +14,12 @@ import survey.distinction_service as ds
 from survey import service
 from survey.db import get_engine
 from survey.distinction_export import answers_frame
-from survey.votes_format import read_votes_csv
 from survey.package import DEFAULT_DISTINCTION_QUESTION
 from survey.study import main
 from survey.ui_logic import DEFAULT_DISTINCTION_CONSENT
+from survey.votes_format import read_votes_csv
 from testing.distinction_package import make_distinction_study
+from testing.reveal import answer_count
 from tests.survey.test_ui_apptest import click, open_page, progress_text, texts
 
 CONFIDENCE = ["1", "2", "3", "4", "5"]
@@ -114,7 +115,7 @@ def test_closed_study_and_finished_rater(tmp_path: Path, sqlite_url: str) -> Non
     service.set_study_open(eng, study.name, False)  # closed while the rater looks at a screen
     answer(at, 0, 3)
     assert any("closed" in w.value for w in [*at.warning, *at.info]) and not at.button
-    assert ds.answer_count(eng, study.name) == 0
+    assert answer_count(eng, study.name) == 0
     service.set_study_open(eng, study.name, True)
     answer(open_page({"study": study.name, "rater": "late"}), 2, 4)
     service.set_study_open(eng, study.name, False)

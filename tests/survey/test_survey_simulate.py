@@ -184,8 +184,8 @@ def test_distinction_raters_follow_the_maps_and_answer_every_trial(sqlite_url: s
 
 def test_distinction_simulation_refuses_what_it_cannot_ground(sqlite_url: str, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    from survey.distinction_service import answer_count
     from testing.distinction_package import make_distinction_study
+    from testing.reveal import answer_count
 
     study = make_distinction_study(tmp_path, sqlite_url, name="nocams")  # no cams section: no heatmaps
     assert main(["--db", sqlite_url, "--study", "nocams", "--raters", "2"]) == 1
