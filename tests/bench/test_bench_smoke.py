@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,9 +38,12 @@ MARKS = {"survey_click": [pytest.mark.browser], "survey_load": [pytest.mark.post
 @pytest.mark.parametrize(
     "bench", [pytest.param(path, id=path.stem, marks=MARKS.get(path.stem, [])) for path in BENCHES])
 def test_benchmark_runs_with_smoke_flag(bench: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([sys.executable, str(bench), "--smoke"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=TIMEOUT_S)
+    # TMPDIR short on purpose: Chromium puts a Unix socket under it, and socket paths are limited to 107
+    # bytes (pytest's numbered tmp_path can be longer: "Socket path too long", a crash at launch)
+    with tempfile.TemporaryDirectory(prefix="vb-", dir="/tmp") as short_tmp:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": short_tmp, "PYTHONUNBUFFERED": "1"}
+        result = subprocess.run([sys.executable, str(bench), "--smoke"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=TIMEOUT_S)
     output = result.stdout + result.stderr
     if result.returncode == MISSING_SYSTEM_DEPENDENCY:
         require(False, f"{bench.name} --smoke: {output.strip().splitlines()[-1]}")

@@ -136,7 +136,7 @@ def test_every_candidate_map_is_explains_map_and_torchcams(package):
         stored = np.load(package / candidate.heatmap).astype(np.float32)
         assert np.abs(stored - heat[k].numpy()).max() < 1e-3  # float16 storage
         with Image.open(package / item["candidates"]["baseline"][k]["map"]) as image:
-            shown = torch.from_numpy(np.asarray(image)).int()
+            shown = torch.from_numpy(np.array(image)).int()
         assert (shown - overlay(pixels[None], heat[k][None])[0].int()).abs().max() <= 1
     assert len({c.heatmap for c in listed}) == K  # four different maps, not one map four times
 
