@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import copy
 import re
+import threading
 import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from models.distributed import Distributed
 from models.engine import train_one_epoch
@@ -112,6 +114,7 @@ def test_seconds_is_the_wall_time_of_the_epoch() -> None:
 
 
 # ----------------------------------------------------------------------------------------- defaults
+@pytest.mark.usefixtures("bar_in_this_process")
 def test_defaults_train_without_kl_and_without_warmup(capsys: pytest.CaptureFixture) -> None:
     """beta defaults to 0 (plain CE) and beta_warmup_epochs to 0 (full beta from the first step)."""
     model = small_vib()
@@ -129,6 +132,16 @@ def test_defaults_train_without_kl_and_without_warmup(capsys: pytest.CaptureFixt
 
 
 # ------------------------------------------------------------------------------------- progress bar
+@pytest.fixture
+def bar_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Visible bars without tqdm's monitor thread (it would outlive the test) and with a lock of this
+    process: tqdm's default lock is a semaphore shared with forked processes (the mutation runner's),
+    and `refresh` leaves it held when drawing fails."""
+    monkeypatch.setattr(tqdm, "monitor_interval", 0)
+    monkeypatch.setattr(tqdm, "_lock", threading.RLock(), raising=False)
+
+
+@pytest.mark.usefixtures("bar_in_this_process")
 def test_progress_bar_by_default_names_the_epoch_and_shows_running_loss_and_accuracy(
         capsys: pytest.CaptureFixture) -> None:
     model = small_vib()
@@ -144,6 +157,7 @@ def test_progress_bar_by_default_names_the_epoch_and_shows_running_loss_and_accu
     assert "\n" not in err  # transient: the bar clears its line when the epoch ends (leave=False)
 
 
+@pytest.mark.usefixtures("bar_in_this_process")
 def test_no_progress_bar_when_turned_off_or_on_other_ranks(capsys: pytest.CaptureFixture) -> None:
     model = small_vib()
     batch = [(feature_maps(2), torch.tensor([0, 1]))]
