@@ -151,7 +151,7 @@ def test_progress_bar_by_default_names_the_epoch_and_shows_running_loss_and_accu
                               epoch=1, epochs=3)
     err = capsys.readouterr().err
     assert "epoch 2/3 train" in err  # 1-based, out of the total
-    assert " 0/2 " in err and "batch" in err  # counts batches
+    assert " 0/2 " in err and "batch/s" in err  # counts batches (the rate is in batches per second)
     # the last refresh shows the epoch's running means, which are the returned metrics
     assert f"loss={metrics['loss']:.3f}" in err and f"acc={metrics['acc']:.3f}" in err
     assert "\n" not in err  # transient: the bar clears its line when the epoch ends (leave=False)
