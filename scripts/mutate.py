@@ -55,7 +55,8 @@ class Target:
 TARGETS: dict[str, Target] = {
     "vib": Target(
         files=["models/vib.py", "models/engine.py"],
-        tests=["tests/models/test_models_vib_semantics.py", "tests/models/test_models_build.py"],
+        tests=["tests/models/test_models_vib_semantics.py", "tests/models/test_models_build.py",
+               "tests/models/test_models_train_epoch.py"],
         # of the engine, the training half: loss, beta, the metrics it returns (not evaluate())
         only=["models.vib.*", "models.engine.x_beta_at__*", "models.engine.x_vib_loss__*",
               "models.engine.x_train_one_epoch__*", "models.engine.xǁRunningMeanǁ__init__*",

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
 from models import build_model
 from models.checkpoint import CheckpointError
-from models.vib import VIBOutput, gaussian_kl
+from models.vib import ChannelAttentionSigma, VIBClassifier, VIBOutput, gaussian_kl
 
 CHANNELS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 
@@ -216,3 +218,120 @@ def test_fused_context_equals_the_explicit_attention_product(monkeypatch) -> Non
     explicit_grad = torch.autograd.grad(explicit.square().sum(), [maps, model.attention.log_temperature])
     for ours, reference in zip(fused_grad, explicit_grad):
         torch.testing.assert_close(ours, reference, rtol=1e-3, atol=1e-3)
+
+
+# --------------------------------------------------------------- VIB options: defaults, round trip, validation
+VIB_DEFAULTS = {"samples": 1, "eval_mode": "mu", "eval_samples": 12, "kl_reduction": "sum",
+                "attention_temperature": 5.0, "sigma_offset": 5.0, "sigma_parametrisation": "standardised",
+                "sigma_init": 1.0, "sigma_scale_init": 1.0}
+
+
+def identity_vib(**options) -> VIBClassifier:
+    """A VIB head whose 'features' are the identity: the input is the feature map (C = 6, K = 4)."""
+    return VIBClassifier("resnet18", nn.Sequential(nn.Identity()), nn.Linear(6, 4), **options)
+
+
+def test_vib_defaults_are_the_documented_ones_and_behave_so() -> None:
+    """docs/model.md: one sample, t = 5, sigma_init = 1, scale = 1, eval on mu, KL summed."""
+    torch.manual_seed(0)
+    model = identity_vib()
+    assert model.arch == "resnet18" and model.head == "vib"
+    assert model.options == VIB_DEFAULTS  # what a checkpoint stores and rebuilds the model from
+    maps = torch.randn(3, 6, 4, 4)
+    assert model.train()(maps).logits.shape == (1, 3, 4)
+    assert model.attention.log_temperature.exp().item() == pytest.approx(5.0)
+    mu, sigma = model.posterior(maps)
+    context = model.attention.context(maps, mu)
+    u = (context - context.mean(1, keepdim=True)) / context.std(1, correction=0, keepdim=True)
+    torch.testing.assert_close(sigma, F.softplus(u + math.log(math.e - 1.0)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model.kl(mu, sigma), gaussian_kl(mu, sigma, "sum"))
+    # the module's own defaults are the same: the head built alone gives the same sigma
+    alone = ChannelAttentionSigma(6)
+    assert alone.parametrisation == "standardised" and alone.log_temperature.exp().item() == pytest.approx(5.0)
+    torch.testing.assert_close(alone(maps, mu), sigma)
+    legacy = ChannelAttentionSigma(6, parametrisation="legacy")  # sigma_offset 5: softplus(-5) everywhere
+    torch.testing.assert_close(legacy(maps, mu), torch.full((3, 6), math.log1p(math.exp(-5.0))))
+
+
+def test_vib_options_round_trip_through_build_model_and_reach_the_head() -> None:
+    """A checkpoint rebuilds the model with build_model(**model.options): every key must be accepted."""
+    options = {"samples": 3, "eval_mode": "mean_softmax", "eval_samples": 7, "kl_reduction": "mean",
+               "attention_temperature": 3.0, "sigma_offset": 2.0, "sigma_parametrisation": "legacy",
+               "sigma_init": 0.7, "sigma_scale_init": 0.5}
+    model = build_model("resnet18", 4, "vib", **options)
+    assert model.options == options
+    rebuilt = build_model("resnet18", 4, "vib", **model.options)
+    assert rebuilt.options == options
+    assert rebuilt.attention.log_temperature.exp().item() == pytest.approx(3.0)
+    maps = torch.rand(2, 512, 2, 2)
+    _, sigma = rebuilt.posterior(maps)  # legacy at the start: softplus(0 - sigma_offset)
+    torch.testing.assert_close(sigma, torch.full_like(sigma, math.log1p(math.exp(-2.0))))
+    standardised = build_model("resnet18", 4, "vib", sigma_init=0.7, sigma_scale_init=0.5)
+    torch.testing.assert_close(standardised.attention.scale, torch.full((512,), 0.5))
+    torch.testing.assert_close(F.softplus(standardised.attention.bias), torch.full((512,), 0.7))
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"samples": 0}, "samples and eval_samples must be >= 1, got 0 and 12"),
+    ({"eval_samples": 0}, "samples and eval_samples must be >= 1, got 1 and 0"),
+    ({"eval_mode": "median"}, "unknown eval_mode 'median'; choose one of mu, mean_softmax"),
+    ({"kl_reduction": "max"}, "unknown kl_reduction 'max'; choose one of sum, mean"),
+    ({"attention_temperature": 0.0}, "attention_temperature must be > 0, got 0.0"),
+    ({"attention_temperature": -1.0}, "attention_temperature must be > 0, got -1.0"),
+    ({"sigma_parametrisation": "nope"}, "unknown sigma_parametrisation 'nope'; choose one of standardised, legacy"),
+    ({"sigma_init": 0.0}, "sigma_init must be > 0, got 0.0"),
+])
+def test_each_bad_vib_option_is_refused_with_its_message(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        identity_vib(**options)
+
+
+def test_the_smallest_valid_options_are_accepted() -> None:
+    model = identity_vib(samples=1, eval_samples=1, eval_mode="mean_softmax", attention_temperature=0.5)
+    assert model.attention.log_temperature.exp().item() == pytest.approx(0.5)
+    assert model.eval().predict(torch.randn(2, 6, 3, 3)).probs.shape == (2, 4)
+
+
+def hand_context(maps: torch.Tensor, temperature: float) -> torch.Tensor:
+    """ctx = softmax(t Xc Xc^T) mu with Xc as in docs/model.md, written out with plain torch."""
+    x = maps.flatten(2)
+    centred = x - x.mean(2, keepdim=True)
+    xc = centred / centred.norm(dim=2, keepdim=True).clamp_min(1e-6)
+    attention = torch.softmax(temperature * xc @ xc.transpose(1, 2), -1)
+    return (attention @ x.mean(2).unsqueeze(2)).squeeze(2)
+
+
+def test_legacy_sigma_is_softplus_of_scale_times_context_plus_bias_minus_offset() -> None:
+    """Old checkpoints keep their formula once scale and bias have been trained away from 0."""
+    torch.manual_seed(0)
+    model = identity_vib(sigma_parametrisation="legacy", sigma_offset=2.0, attention_temperature=4.0)
+    with torch.no_grad():
+        model.attention.scale.copy_(torch.linspace(0.5, 2.0, 6))
+        model.attention.bias.copy_(torch.linspace(-1.0, 3.0, 6))
+    maps = torch.randn(3, 6, 4, 4) + 2.0
+    _, sigma = model.posterior(maps)
+    expected = F.softplus(model.attention.scale * hand_context(maps, 4.0) + model.attention.bias - 2.0)
+    torch.testing.assert_close(sigma, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_channels_are_standardised_as_documented_at_any_scale() -> None:
+    """Xc = (X - mean) / max(||X - mean||, 1e-6): zero mean and unit norm for small activations too;
+    a channel constant up to float noise (spread < 1e-6) stays ~0 instead of becoming a full channel."""
+    torch.manual_seed(0)
+    maps = torch.randn(2, 6, 4, 4) * 0.01  # norms ~0.04, far below 1
+    maps[:, 5] = 3.0 + 0.0 * maps[:, 5]
+    maps[:, 4] = torch.randn(2, 4, 4) * 1e-9  # spread ~4e-9
+    xc = identity_vib().attention.standardised(maps)
+    torch.testing.assert_close(xc.mean(2), torch.zeros(2, 6), rtol=0, atol=1e-6)
+    torch.testing.assert_close(xc[:, :4].norm(dim=2), torch.ones(2, 4))
+    assert xc[:, 5].abs().max() == 0.0 and xc[:, 4].norm(dim=1).max() < 1e-2
+    centred = maps.flatten(2) - maps.flatten(2).mean(2, keepdim=True)
+    torch.testing.assert_close(xc, centred / centred.norm(dim=2, keepdim=True).clamp_min(1e-6))
+
+
+def test_all_zero_feature_maps_give_sigma_init_not_nan() -> None:
+    """Dead layer-4 activations: the context is 0 everywhere, u = 0, sigma = softplus(bias) = sigma_init."""
+    model = identity_vib(sigma_init=0.7)
+    mu, sigma = model.posterior(torch.zeros(2, 6, 3, 3))
+    torch.testing.assert_close(sigma, torch.full((2, 6), 0.7))
+    assert torch.isfinite(model.kl(mu, sigma)).all()

@@ -59,6 +59,13 @@ def test_gaussian_kl_matches_torch_distributions(reduction: str) -> None:
         gaussian_kl(mu, sigma, "max")
 
 
+def test_gaussian_kl_sums_over_dimensions_by_default() -> None:
+    torch.manual_seed(2)
+    mu, sigma = torch.randn(3, 5), torch.rand(3, 5) + 0.1
+    reference = kl_divergence(Normal(mu, sigma), Normal(torch.zeros(5), torch.ones(5))).sum(1)
+    assert torch.allclose(gaussian_kl(mu, sigma), reference, atol=1e-5)
+
+
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_training_kl_is_the_kl_of_the_posterior(reduction: str) -> None:
     model = small_vib(kl_reduction=reduction).train()
@@ -128,7 +135,7 @@ def test_vib_loss_is_cross_entropy_plus_beta_times_kl() -> None:
     baseline_logits = logits[0]
     loss, ce0, kl0, probs0 = vib_loss(baseline_logits, labels, 5.0)
     assert loss.item() == pytest.approx(F.cross_entropy(baseline_logits, labels).item(), rel=1e-6)
-    assert kl0.item() == 0.0 and torch.allclose(probs0, baseline_logits.softmax(-1))
+    assert ce0.item() == loss.item() and kl0.item() == 0.0 and torch.allclose(probs0, baseline_logits.softmax(-1))
 
 
 def test_beta_warmup_ramps_linearly_per_step_and_then_holds() -> None:
@@ -140,6 +147,10 @@ def test_beta_warmup_ramps_linearly_per_step_and_then_holds() -> None:
     assert beta_at(0.4, 2.0, epoch=1, step=9, steps=10) == pytest.approx(0.4)
     assert beta_at(0.4, 2.0, epoch=5, step=3, steps=10) == pytest.approx(0.4)
     assert beta_at(0.4, 0.5, epoch=0, step=1, steps=4) == pytest.approx(0.4)
+    # warm-up of one epoch or less still ramps (0.25 of an epoch done after the first of 4 steps)
+    assert beta_at(0.4, 1.0, epoch=0, step=0, steps=4) == pytest.approx(0.4 * 0.25)
+    assert beta_at(0.4, 0.5, epoch=0, step=0, steps=4) == pytest.approx(0.4 * 0.5)
+    assert beta_at(0.4, 1.0, epoch=0, step=3, steps=4) == pytest.approx(0.4)
 
 
 def test_train_step_descends_the_gradient_of_ce_plus_beta_kl() -> None:
