@@ -1,6 +1,9 @@
 """Engines, migrations and the constraints the database itself enforces."""
 from __future__ import annotations
 
+import fcntl
+import os
+import re
 import sqlite3
 import threading
 import time
@@ -12,10 +15,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from survey import service
+from survey import db, service
 from survey.db import (
-    DEFAULT_URL, DatabaseError, current_revision, database_url, dispose_engines, get_engine, head_revision,
-    make_engine, read_session, write_session,
+    DEFAULT_URL, DatabaseBusy, DatabaseError, current_revision, database_url, dispose_engines, get_engine,
+    head_revision, is_busy, make_engine, read_session, write_connection, write_session,
 )
 from survey.importer import import_package
 from survey.schema import Assignment, Base, Study, Vote
@@ -169,3 +172,131 @@ def test_database_refuses_deleting_a_study_with_votes(any_url: str, sample_packa
         with write_session(engine) as session:
             session.execute(text("DELETE FROM studies"))
     assert vote_count(engine, "demo") == 1
+
+
+def _writer_lock_file(engine: Engine) -> str:
+    """The lock file every process writing this SQLite database queues on (docs/survey.md)."""
+    return f"{Path(engine.url.database).resolve()}-writer.lock"
+
+
+def test_a_vote_gives_up_with_database_busy_while_another_process_writes(
+        sqlite_url: str, sample_package: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holding the writer lock: the vote ends in DatabaseBusy within the wait limit,
+    records nothing, and goes through once the lock is free."""
+    engine = get_engine(sqlite_url)
+    import_package(engine, sample_package)
+    service.start_rater(engine, "demo", "r1")
+    trial = service.next_trial(engine, "demo", "r1")
+    monkeypatch.setattr(db, "WRITER_WAIT_S", 0.3)
+    other = os.open(_writer_lock_file(engine), os.O_RDWR | os.O_CREAT, 0o600)  # a second open file
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(DatabaseBusy, match=f"another process held {re.escape(_writer_lock_file(engine))}"):
+            service.record_vote(engine, "demo", "r1", trial.token, "A")
+        assert vote_count(engine, "demo") == 0
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+    try:
+        assert service.record_vote(engine, "demo", "r1", trial.token, "A").recorded
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the vote let go of the lock: free at once
+        fcntl.flock(other, fcntl.LOCK_UN)
+    finally:
+        os.close(other)
+    assert vote_count(engine, "demo") == 1
+    assert os.stat(_writer_lock_file(engine)).st_mode & 0o077 == 0  # only the app's user may lock it
+
+
+def test_a_schema_upgrade_waits_for_a_write_longer_than_a_vote_would(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replicas starting while raters vote: the upgrade queues behind the write (MIGRATION_WAIT_S)
+    where a vote would give up after WRITER_WAIT_S."""
+    from survey.db import upgrade
+
+    engine = get_engine(sqlite_url)
+    monkeypatch.setattr(db, "WRITER_WAIT_S", 0.1)
+    holding, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with write_connection(engine):
+            holding.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    holding.wait(10)
+    try:
+        with pytest.raises(DatabaseBusy):  # a vote: gives up after 0.1 s
+            with write_connection(engine):
+                pass
+        threading.Timer(0.5, release.set).start()  # the write ends after 0.5 s, during the upgrade's wait
+        upgrade(engine)
+    finally:
+        release.set()
+        writer.join(10)
+    assert current_revision(engine) == head_revision()
+
+
+def test_busy_errors_are_recognised_and_others_are_not(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """is_busy decides between "try again" (a notice to the rater) and a real error."""
+    from psycopg.errors import LockNotAvailable, UniqueViolation
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    engine = get_engine(sqlite_url)
+    assert is_busy(DatabaseBusy("no turn to write within 5.0 s"))
+    # SQLite's own "database is locked", from a connection that does not wait at all
+    holder = sqlite3.connect(engine.url.database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    impatient = create_engine(sqlite_url, connect_args={"timeout": 0})
+    try:
+        with pytest.raises(OperationalError) as locked, impatient.connect() as connection:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        impatient.dispose()
+    assert is_busy(locked.value)
+    # every pooled connection in use: the next request waits POOL_TIMEOUT_S, then is told to try again
+    monkeypatch.setattr(db, "POOL_TIMEOUT_S", 0.2)
+    small = make_engine(f"sqlite:///{Path(engine.url.database).parent / 'pool.db'}")
+    held = [small.connect() for _ in range(32)]  # pool_size 8 + max_overflow 24
+    try:
+        with pytest.raises(PoolTimeout) as exhausted:
+            small.connect()
+    finally:
+        for connection in held:
+            connection.close()
+        small.dispose()
+    assert is_busy(exhausted.value)
+    # PostgreSQL's lock_timeout (SQLSTATE 55P03) is busy; a unique violation (23505) is not
+    assert is_busy(OperationalError("SELECT ... FOR UPDATE", {}, LockNotAvailable("lock timeout")))
+    assert not is_busy(OperationalError("INSERT ...", {}, UniqueViolation("duplicate key")))
+    with pytest.raises(OperationalError) as broken, engine.connect() as connection:
+        connection.exec_driver_sql("SELECT * FROM no_such_table")
+    assert not is_busy(broken.value)
+    assert not is_busy(IntegrityError("INSERT ...", {}, Exception("database is locked")))  # wrong kind
+    assert not is_busy(TimeoutError("some other timeout")) and not is_busy(ValueError("database is locked"))
+
+
+def test_next_trial_stamps_the_display_without_fsync_the_vote_with_it(
+        sqlite_url: str, sample_package: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With SURVEY_SQLITE_SYNCHRONOUS=FULL only the vote pays for an fsync: the display time written by
+    next_trial commits under NORMAL (a power cut may lose it; the vote's commit syncs it too)."""
+    from sqlalchemy import event
+
+    monkeypatch.setenv("SURVEY_SQLITE_SYNCHRONOUS", "FULL")
+    engine = get_engine(sqlite_url)
+    import_package(engine, sample_package)
+    service.start_rater(engine, "demo", "r1")
+    seen: list[tuple[str, int]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _record(connection, cursor, statement, *args) -> None:  # noqa: ANN001
+        if statement.lstrip().upper().startswith(("UPDATE ASSIGNMENTS", "INSERT INTO VOTES")):
+            mode = connection.connection.dbapi_connection.execute("PRAGMA synchronous").fetchone()[0]
+            seen.append((statement.split()[0].upper(), mode))
+
+    trial = service.next_trial(engine, "demo", "r1")
+    service.record_vote(engine, "demo", "r1", trial.token, "A")
+    assert seen == [("UPDATE", 1), ("INSERT", 2)]  # 1 = NORMAL, 2 = FULL
