@@ -328,6 +328,40 @@ def test_nested_writer_turns_keep_the_lock_until_the_outermost_ends(sqlite_url: 
     assert len(os.listdir("/proc/self/fd")) == open_files
 
 
+def test_a_forked_process_queues_on_its_own_lock(sqlite_url: str) -> None:
+    """flock belongs to an open file, which fork shares: a child process must open the lock file again,
+    or the parent and child would both "hold" it at once."""
+    engine = get_engine(sqlite_url)
+    gate = db._gate(engine)
+    with gate.hold():  # the parent has opened the lock file
+        pass
+    holding_r, holding_w = os.pipe()
+    done_r, done_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: hold the gate until the parent has tried
+        code = 1
+        try:
+            with gate.hold(timeout=5):
+                os.write(holding_w, b"1")
+                os.read(done_r, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        assert os.read(holding_r, 1) == b"1"
+        with pytest.raises(DatabaseBusy, match="another process held"):
+            with gate.hold(timeout=0.3):
+                pass
+    finally:
+        os.write(done_w, b"1")
+        _, status = os.waitpid(child, 0)
+        for fd in (holding_r, holding_w, done_r, done_w):
+            os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with gate.hold(timeout=0.3):  # the child is gone: free again
+        pass
+
+
 def test_two_databases_do_not_queue_on_each_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = get_engine(f"sqlite:///{tmp_path / 'a' / 'survey.db'}")
     second = get_engine(f"sqlite:///{tmp_path / 'b' / 'survey.db'}")

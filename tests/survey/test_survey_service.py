@@ -339,9 +339,15 @@ def test_a_map_path_outside_the_package_is_never_served(engine: Engine) -> None:
     assert "passwd" not in str(caught.value)
 
 
-def test_rater_progress_counts_votes_without_creating_raters(engine: Engine) -> None:
+def test_rater_progress_counts_votes_without_creating_raters(tmp_path: Path, engine: Engine) -> None:
     assert service.rater_progress(engine, "demo", "pia") is None
     assert service.admin_summary(engine, "demo").raters_started == 0  # looking created nobody
+    service.start_rater(engine, "demo", "quinn")  # another rater of this study, one vote ahead
+    service.record_vote(engine, "demo", "quinn", service.next_trial(engine, "demo", "quinn").token, "A")
+    import_package(engine, make_package(tmp_path / "other", name="other", n_checks=0))
+    service.start_rater(engine, "other", "pia")  # the same id in another study, one vote ahead
+    service.record_vote(engine, "other", "pia", service.next_trial(engine, "other", "pia").token, "A")
+    assert service.rater_progress(engine, "demo", "pia") is None
     service.start_rater(engine, "demo", "pia")
     assert service.rater_progress(engine, "demo", "pia") == service.RaterView("demo", "pia", 0, 7, False)
     for _ in range(2):
