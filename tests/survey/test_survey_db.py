@@ -485,3 +485,20 @@ def test_next_trial_stamps_the_display_without_fsync_the_vote_with_it(
     trial = service.next_trial(engine, "demo", "r1")
     service.record_vote(engine, "demo", "r1", trial.token, "A")
     assert seen == [("UPDATE", 1), ("INSERT", 2)]  # 1 = NORMAL, 2 = FULL
+
+
+@pytest.mark.postgres
+def test_postgresql_connections_dropped_by_the_server_are_replaced(pg_url: str) -> None:
+    """A server restart or an idle-connection kill leaves dead connections in the pool; the engine
+    checks each one before use (pre-ping), so the next rater request does not fail."""
+    engine = get_engine(pg_url)
+    with engine.connect() as connection:
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    admin = make_engine(pg_url)
+    try:
+        with admin.connect() as connection:  # the server ends the pooled connection's backend
+            assert connection.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid}).scalar()
+    finally:
+        admin.dispose()
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
