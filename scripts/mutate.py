@@ -87,9 +87,12 @@ TARGETS: dict[str, Target] = {
             "survey.service.*_session_row*",
             "survey.service.*_progress*",
             "survey.service.*completion*",
+            "survey.service.x__retrying__*",
             "survey.db.*",
         ],
-        note="vote path (record_vote, next_trial, progress, db); run after issue 9 lands",
+        # reveal_trial/vote_count live in testing/reveal.py and the distinction task in
+        # survey/distinction_service.py: neither is in this target
+        note="vote path (record_vote, next_trial, progress, completion, the retry on a unique-key race, db)",
         pytest_args=["-m", "not postgres and not browser"],
     ),
     "admin": Target(

@@ -88,8 +88,9 @@ class _WriterGate:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.01)
 
-    @contextmanager
-    def hold(self, timeout: float | None = None) -> Iterator[None]:
+    def acquire(self, timeout: float | None = None) -> None:
+        """Takes the thread lock, then (outermost holder only) the flock; DatabaseBusy after
+        ``timeout`` (default :data:`WRITER_WAIT_S`) with nothing held."""
         timeout = WRITER_WAIT_S if timeout is None else timeout
         deadline = time.monotonic() + timeout
         if not self.lock.acquire(timeout=timeout):
@@ -99,30 +100,51 @@ class _WriterGate:
                 self.fd, self.pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
             if self.depth == 0:
                 self._flock(deadline)
-            self.depth += 1
-            try:
-                yield
-            finally:
-                self.depth -= 1
-                if self.depth == 0:
-                    fcntl.flock(self.fd, fcntl.LOCK_UN)
+        except BaseException:
+            self.lock.release()
+            raise
+        self.depth += 1
+
+    def release(self) -> None:
+        """Undoes one :meth:`acquire`; the outermost one also lets other processes in."""
+        try:
+            self.depth -= 1
+            if self.depth == 0:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
         finally:
             self.lock.release()
+
+    @contextmanager
+    def hold(self, timeout: float | None = None) -> Iterator[None]:
+        # acquire/release are plain methods (not this generator) so mutation testing reaches them
+        self.acquire(timeout)
+        try:
+            yield
+        finally:
+            self.release()
 
 
 _gates: dict[str, _WriterGate] = {}
 _gates_lock = threading.Lock()
 
 
+def _gate(engine: Engine) -> _WriterGate | None:
+    """The writer gate of ``engine``'s SQLite file, shared by every engine on that file (None for
+    PostgreSQL, which has row locks)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = str(Path(engine.url.database).resolve())
+    with _gates_lock:
+        return _gates.setdefault(database, _WriterGate(database))
+
+
 @contextmanager
 def _writer_turn(engine: Engine, timeout: float | None = None) -> Iterator[None]:
     """Waits for this machine's turn to write (SQLite only; PostgreSQL has row locks)."""
-    if engine.dialect.name != "sqlite":
+    gate = _gate(engine)
+    if gate is None:
         yield
         return
-    database = str(Path(engine.url.database).resolve())
-    with _gates_lock:
-        gate = _gates.setdefault(database, _WriterGate(database))
     with gate.hold(timeout):
         yield
 

@@ -2,20 +2,23 @@
 votes, closed studies, response times, hostile rater ids, balance and the admin numbers."""
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
 
 import survey.service as service
-from survey.db import dispose_engines, get_engine, read_session
+from survey.db import dispose_engines, get_engine, read_session, write_session
 from survey.export import votes_frame
 from survey.importer import import_package
-from survey.schema import Assignment, Rater, utcnow
+from survey.schema import Assignment, ItemMap, Rater, utcnow
 from survey.service import SurveyError
+from testing.distinction_package import make_distinction_study
 from testing.packages import make_package
 from testing.reveal import vote_count
 
@@ -62,7 +65,7 @@ def test_whole_session_then_completion(engine: Engine) -> None:
 
 def test_completion_needs_a_finished_rater(engine: Engine) -> None:
     service.start_rater(engine, "demo", "bob")
-    with pytest.raises(SurveyError, match="not finished"):
+    with pytest.raises(SurveyError, match=r"^You have not finished the study yet\.$"):
         service.completion(engine, "demo", "bob")
     with pytest.raises(SurveyError):
         service.completion(engine, "demo", "never-started")
@@ -100,10 +103,17 @@ def test_double_submit_never_records_twice_or_skips(engine: Engine) -> None:
     first = service.next_trial(engine, "demo", "erin")
     assert service.record_vote(engine, "demo", "erin", first.token, "A").recorded
     repeat = service.record_vote(engine, "demo", "erin", first.token, "B")  # resubmission, other button
-    assert (repeat.recorded, repeat.duplicate) == (False, True)
+    assert (repeat.recorded, repeat.duplicate, repeat.finished) == (False, True, False)
     assert service.next_trial(engine, "demo", "erin").position == 2
     frame = votes_frame(engine, "demo")
     assert len(frame) == 1 and frame["chosen_side"].iloc[0] == "left"  # the first answer stands
+    last = None
+    while (trial := service.next_trial(engine, "demo", "erin")) is not None:
+        last = trial
+        service.record_vote(engine, "demo", "erin", trial.token, "A")
+    again = service.record_vote(engine, "demo", "erin", last.token, "A")  # the last click, resubmitted
+    assert (again.recorded, again.duplicate, again.finished) == (False, True, True)
+    assert len(votes_frame(engine, "demo")) == 7
 
 
 def test_concurrent_double_clicks_record_one_vote(engine: Engine) -> None:
@@ -139,8 +149,10 @@ def test_stale_foreign_and_invented_tokens_are_refused(engine: Engine) -> None:
     for rater, token in [("hank", gina.token), ("gina", later), ("gina", "x" * 22), ("gina", "")]:
         with pytest.raises(SurveyError, match="reload"):
             service.record_vote(engine, "demo", rater, token, "A")
-    with pytest.raises(SurveyError):
+    with pytest.raises(SurveyError, match=r"^Please choose A or B\.$"):
         service.record_vote(engine, "demo", "gina", gina.token, "C")  # type: ignore[arg-type]
+    with pytest.raises(SurveyError, match="reload"):  # a token that is not text: refused before any lookup
+        service.record_vote(engine, "no-such-study", "gina", 12345, "A")  # type: ignore[arg-type]
     with pytest.raises(SurveyError):
         service.record_vote(engine, "other-study", "gina", gina.token, "A")
     assert vote_count(engine, "demo") == 0
@@ -150,7 +162,7 @@ def test_stale_foreign_and_invented_tokens_are_refused(engine: Engine) -> None:
 def test_no_preference_only_where_allowed(any_url: str, tmp_path: Path, engine: Engine) -> None:
     service.start_rater(engine, "demo", "ivy")
     trial = service.next_trial(engine, "demo", "ivy")
-    with pytest.raises(SurveyError, match="choose A or B"):
+    with pytest.raises(SurveyError, match=r"^Please choose A or B\.$"):
         service.record_vote(engine, "demo", "ivy", trial.token, "none")
     package = make_package(tmp_path / "np", name="np", allow_no_preference=True, n_checks=0)
     import_package(engine, package)
@@ -223,14 +235,14 @@ def test_unusable_rater_ids_are_refused_clearly(engine: Engine) -> None:
 
 def test_completion_redirect_is_filled_and_escaped(any_url: str, sample_package: Path) -> None:
     engine = get_engine(any_url)
-    template = "https://example.org/done?cc={code}&pid={rater}"
+    template = "https://example.org/done?cc={code}&pid={rater}&s={study}"
     import_package(engine, sample_package, completion_redirect=template)
-    rater = "a&b=c d"
+    rater = "a&b=c d/e"
     service.start_rater(engine, "demo", rater)
     answer_all(engine, rater)
     done = service.completion(engine, "demo", rater)
-    assert done.redirect_url == f"https://example.org/done?cc={done.code}&pid=a%26b%3Dc%20d"
-    assert service.get_study(engine, "demo").completion_redirect.endswith("{rater}")
+    assert done.redirect_url == f"https://example.org/done?cc={done.code}&pid=a%26b%3Dc%20d%2Fe&s=demo"
+    assert service.get_study(engine, "demo").completion_redirect.endswith("{study}")
 
 
 def test_sides_balanced_through_the_service_and_admin_numbers(engine: Engine) -> None:
@@ -270,3 +282,102 @@ def test_repeats_swap_sides_and_are_exported(any_url: str, sample_package: Path)
     for _, rep in repeats.iterrows():
         first = frame[(frame["item"] == rep["item"]) & (frame["repeat"] == 0)].iloc[0]
         assert (rep["left_method"], rep["right_method"]) == (first["right_method"], first["left_method"])
+
+
+def test_response_time_never_negative_when_the_clock_steps_back(engine: Engine,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """An NTP step between display and click must not store a negative time (the database refuses it)."""
+    clock = [utcnow()]
+    monkeypatch.setattr(service, "utcnow", lambda: clock[0])
+    service.start_rater(engine, "demo", "lena")
+    trial = service.next_trial(engine, "demo", "lena")
+    clock[0] -= timedelta(seconds=3)
+    assert service.record_vote(engine, "demo", "lena", trial.token, "B").recorded
+    assert votes_frame(engine, "demo")["response_ms"].tolist() == [0]
+
+
+def test_a_trial_never_displayed_cannot_be_answered(engine: Engine) -> None:
+    """The current pair's token, guessed or leaked before the page showed it (no display time yet)."""
+    service.start_rater(engine, "demo", "mia")
+    with read_session(engine) as session:
+        first = session.scalar(select(Assignment.token).join(Rater).where(Rater.external_id == "mia",
+                                                                          Assignment.position == 1))
+    with pytest.raises(SurveyError, match=re.escape(service.STALE)):
+        service.record_vote(engine, "demo", "mia", first, "A")
+    assert vote_count(engine, "demo") == 0
+    assert service.next_trial(engine, "demo", "mia").token == first
+    assert service.record_vote(engine, "demo", "mia", first, "A").recorded
+
+
+def test_each_refusal_says_what_to_do(tmp_path: Path, any_url: str, engine: Engine) -> None:
+    """The exact rater-facing messages: wrong study, no session, another task's study."""
+    service.start_rater(engine, "demo", "nora")
+    token = service.next_trial(engine, "demo", "nora").token
+    for study in ("no-such-study", ["demo"], None):  # a study name that is not text finds no study
+        with pytest.raises(SurveyError, match=f"^{re.escape(service.UNKNOWN_STUDY)}$"):
+            service.next_trial(engine, study, "nora")  # type: ignore[arg-type]
+        with pytest.raises(SurveyError, match=f"^{re.escape(service.UNKNOWN_STUDY)}$"):
+            service.record_vote(engine, study, "nora", token, "A")  # type: ignore[arg-type]
+    with pytest.raises(SurveyError, match=f"^{re.escape(service.NOT_STARTED)}$"):
+        service.next_trial(engine, "demo", "never-started")
+    with pytest.raises(SurveyError, match=f"^{re.escape(service.NOT_STARTED)}$"):
+        service.record_vote(engine, "demo", "never-started", token, "A")
+    make_distinction_study(tmp_path, any_url, name="dist")
+    service.start_rater(engine, "dist", "nora")
+    with pytest.raises(SurveyError, match=f"^{re.escape(service.WRONG_TASK)}$"):
+        service.next_trial(engine, "dist", "nora")  # a pairwise page on a distinction study
+    assert vote_count(engine, "demo") == 0
+
+
+def test_a_map_path_outside_the_package_is_never_served(engine: Engine) -> None:
+    """A tampered database row pointing outside the package: the rater gets a safe message, no path."""
+    service.start_rater(engine, "demo", "olga")
+    with write_session(engine) as session:
+        session.execute(update(ItemMap).values(path="../../etc/passwd"))
+    with pytest.raises(SurveyError, match=f"^{re.escape(service.FILES_MISSING)}$") as caught:
+        service.next_trial(engine, "demo", "olga")
+    assert "passwd" not in str(caught.value)
+
+
+def test_rater_progress_counts_votes_without_creating_raters(tmp_path: Path, engine: Engine) -> None:
+    assert service.rater_progress(engine, "demo", "pia") is None
+    assert service.admin_summary(engine, "demo").raters_started == 0  # looking created nobody
+    service.start_rater(engine, "demo", "quinn")  # another rater of this study, one vote ahead
+    service.record_vote(engine, "demo", "quinn", service.next_trial(engine, "demo", "quinn").token, "A")
+    import_package(engine, make_package(tmp_path / "other", name="other", n_checks=0))
+    service.start_rater(engine, "other", "pia")  # the same id in another study, one vote ahead
+    service.record_vote(engine, "other", "pia", service.next_trial(engine, "other", "pia").token, "A")
+    assert service.rater_progress(engine, "demo", "pia") is None
+    service.start_rater(engine, "demo", "pia")
+    assert service.rater_progress(engine, "demo", "pia") == service.RaterView("demo", "pia", 0, 7, False)
+    for _ in range(2):
+        trial = service.next_trial(engine, "demo", "pia")
+        service.record_vote(engine, "demo", "pia", trial.token, "A")
+        service.record_vote(engine, "demo", "pia", trial.token, "B")  # a repeated click counts once
+    assert service.rater_progress(engine, "demo", "pia") == service.RaterView("demo", "pia", 2, 7, False)
+    answer_all(engine, "pia")
+    assert service.rater_progress(engine, "demo", "pia") == service.RaterView("demo", "pia", 7, 7, True)
+    with pytest.raises(SurveyError):
+        service.rater_progress(engine, "no-such-study", "pia")
+    with pytest.raises(SurveyError, match="enter"):
+        service.rater_progress(engine, "demo", "   ")
+
+
+def test_a_lost_unique_key_race_is_retried_then_reported() -> None:
+    """PostgreSQL: two transactions inserting the same vote; the loser's IntegrityError is retried
+    (it then sees the winner's vote), up to RETRIES attempts, and surfaces after that."""
+    calls: list[int] = []
+
+    def lose(times: int):  # noqa: ANN202
+        def action() -> str:
+            calls.append(1)
+            if len(calls) <= times:
+                raise IntegrityError("INSERT INTO votes ...", {}, Exception("duplicate key"))
+            return "done"
+        return action
+
+    assert service._retrying(lose(service.RETRIES - 1)) == "done" and len(calls) == service.RETRIES
+    calls.clear()
+    with pytest.raises(IntegrityError):
+        service._retrying(lose(service.RETRIES))
+    assert len(calls) == service.RETRIES
