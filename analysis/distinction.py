@@ -15,7 +15,6 @@ fail. Everything here is numpy/pandas/scipy; statsmodels fits the cross-checks.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from itertools import combinations
 
@@ -34,6 +33,7 @@ from analysis.crossed import (
 from analysis.distinction_answers import CHANCE, CONFIDENCE_LEVELS, DistinctionAnswers, methods_per_rater
 from analysis.exclusions import ExclusionRules, exclude_rows
 from analysis.load import VotesError
+from analysis.mixed import FitFailed, fit_recording_warnings
 
 #: Confidence levels pooled as "low" and "high" for the calibration contrast.
 LOW_CONFIDENCE = (1, 2)
@@ -179,12 +179,10 @@ def mixed_difference(answers: pd.DataFrame, methods: Sequence[str], confidence: 
         vc_formula={"rater": "0 + C(rater)", "item": "0 + C(item)", "item_method": "0 + C(item_method)"},
         use_sparse=True,
     )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = model.fit(reml=True, method=["lbfgs"])
-        except (np.linalg.LinAlgError, ValueError) as exc:
-            return {"fitted": False, "reason": f"MixedLM failed: {exc}"}
+    try:
+        result, notes = fit_recording_warnings(lambda: model.fit(reml=True, method=["lbfgs"]), "MixedLM")
+    except FitFailed as exc:
+        return {"fitted": False, "reason": str(exc)}
     params = result.fe_params  # one coefficient per method, named C(method)[name]
     cov = result.cov_params().loc[params.index, params.index]
     z = stats.norm.ppf(0.5 + confidence / 2)
@@ -213,7 +211,7 @@ def mixed_difference(answers: pd.DataFrame, methods: Sequence[str], confidence: 
         "item_method_var": float(vcomp.get("item_method", np.nan)),
         "residual_var": float(result.scale),
         "converged": bool(result.converged),
-        "warnings": sorted({str(w.message).splitlines()[0] for w in caught})[:5],
+        "warnings": notes,
     }
 
 
@@ -254,14 +252,12 @@ def calibration_slope(answers: pd.DataFrame, confidence: float = 0.95) -> dict:
     dummies = pd.get_dummies(data["method"].astype(str), dtype=float)
     exog = pd.concat([dummies, data["confidence"].astype(float).rename("confidence")], axis=1)
     groups = pd.factorize(data["rater"].astype(str))[0]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            fit = sm.GLM(data["y"].to_numpy(float), exog, family=sm.families.Binomial()).fit(
-                cov_type="cluster", cov_kwds={"groups": groups}
-            )
-        except (np.linalg.LinAlgError, ValueError) as exc:
-            return {"fitted": False, "reason": f"GLM failed: {exc}"}
+    glm = sm.GLM(data["y"].to_numpy(float), exog, family=sm.families.Binomial())
+    try:
+        fit, notes = fit_recording_warnings(
+            lambda: glm.fit(cov_type="cluster", cov_kwds={"groups": groups}), "GLM")
+    except FitFailed as exc:
+        return {"fitted": False, "reason": str(exc)}
     slope, se = float(fit.params["confidence"]), float(fit.bse["confidence"])
     z = stats.norm.ppf(0.5 + confidence / 2)
     return {
@@ -270,7 +266,7 @@ def calibration_slope(answers: pd.DataFrame, confidence: float = 0.95) -> dict:
         "se": se,
         "ci": [slope - z * se, slope + z * se],
         "p_two_sided": float(2 * stats.norm.sf(abs(slope) / se)) if se > 0 else None,
-        "warnings": sorted({str(w.message).splitlines()[0] for w in caught})[:5],
+        "warnings": notes,
     }
 
 

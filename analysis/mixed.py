@@ -16,10 +16,14 @@ The two-way bootstrap (`analysis.crossed`) stays the primary crossed-design resu
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+T = TypeVar("T")
 
 
 def _design(comparisons: pd.DataFrame) -> pd.DataFrame:
@@ -33,6 +37,23 @@ def _design(comparisons: pd.DataFrame) -> pd.DataFrame:
 
 def _skip(reason: str) -> dict:
     return {"fitted": False, "reason": reason}
+
+
+class FitFailed(ValueError):
+    """A model fit that failed numerically; the message says which model and why (for summary.json)."""
+
+
+def fit_recording_warnings(fit: Callable[[], T], model: str) -> tuple[T, list[str]]:
+    """Runs ``fit`` with every warning recorded instead of printed: the report lists the first lines of
+    at most five (convergence notes matter to a reader), and a numerical failure becomes
+    :class:`FitFailed` ("MixedLM failed: ...") so the caller can skip the model with a reason."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = fit()
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            raise FitFailed(f"{model} failed: {exc}") from None
+    return result, sorted({str(w.message).splitlines()[0] for w in caught})[:5]
 
 
 def fit_linear_mixed(comparisons: pd.DataFrame, confidence: float = 0.95) -> dict:
@@ -58,12 +79,10 @@ def fit_linear_mixed(comparisons: pd.DataFrame, confidence: float = 0.95) -> dic
         vc_formula={"rater": "0 + C(rater)", "item": "0 + C(item)"},
         use_sparse=True,
     )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = model.fit(reml=True, method=["lbfgs"])
-        except (np.linalg.LinAlgError, ValueError) as exc:
-            return _skip(f"MixedLM failed: {exc}")
+    try:
+        result, notes = fit_recording_warnings(lambda: model.fit(reml=True, method=["lbfgs"]), "MixedLM")
+    except FitFailed as exc:
+        return _skip(str(exc))
     z = stats.norm.ppf(0.5 + confidence / 2)
     est, se = float(result.fe_params["Intercept"]), float(result.bse_fe["Intercept"])
     vcomp = dict(zip(model.exog_vc.names, np.asarray(result.vcomp, dtype=float)))
@@ -78,7 +97,7 @@ def fit_linear_mixed(comparisons: pd.DataFrame, confidence: float = 0.95) -> dic
         "item_var": float(vcomp.get("item", np.nan)),
         "residual_var": float(result.scale),
         "converged": bool(result.converged),
-        "warnings": sorted({str(w.message).splitlines()[0] for w in caught})[:5],
+        "warnings": notes,
     }
     if "side" in result.fe_params:
         side, side_se = float(result.fe_params["side"]), float(result.bse_fe["side"])
@@ -106,12 +125,10 @@ def fit_bayes_logit(comparisons: pd.DataFrame, confidence: float = 0.95, seed: i
         formula, {"rater": "0 + C(rater)", "item": "0 + C(item)"}, data
     )
     np.random.seed(seed)  # fit_vb starts from a fixed point, but keep any randomness reproducible
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = model.fit_vb()
-        except (np.linalg.LinAlgError, ValueError) as exc:
-            return _skip(f"BinomialBayesMixedGLM failed: {exc}")
+    try:
+        result, notes = fit_recording_warnings(model.fit_vb, "BinomialBayesMixedGLM")
+    except FitFailed as exc:
+        return _skip(str(exc))
     z = stats.norm.ppf(0.5 + confidence / 2)
     names = list(model.exog_names)
     mean, sd = np.asarray(result.fe_mean), np.asarray(result.fe_sd)
@@ -128,7 +145,7 @@ def fit_bayes_logit(comparisons: pd.DataFrame, confidence: float = 0.95, seed: i
         "typical_rate_ci": [logistic(mean[i] - z * sd[i]), logistic(mean[i] + z * sd[i])],
         "rater_sd": float(vc_sd[vc_names.index("rater")]),
         "item_sd": float(vc_sd[vc_names.index("item")]),
-        "warnings": sorted({str(w.message).splitlines()[0] for w in caught})[:5],
+        "warnings": notes,
     }
     if "side" in names:
         out["side_log_odds"] = float(mean[names.index("side")])

@@ -11,8 +11,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
 
 PRELOAD = ["sqlalchemy", "sqlalchemy.orm", "alembic.command", "alembic.script", "alembic.runtime.migration",
            "psycopg", "survey.db", "survey.service"]
@@ -67,13 +67,19 @@ def run_raters(url: str, study: str, raters: list[str], *, double_submit: bool =
     """Runs one process per entry of ``raters`` (repeat an id to race one rater against itself);
     returns their reports. ``think_s``: mean pause before each vote (uniform 0.5x..1.5x; 0 = none).
     The database must already be migrated and the study imported."""
+    return run_in_processes(_rater_process, url, study, raters, (double_submit, timeout, think_s), timeout=timeout)
+
+
+def run_in_processes(target: Callable[..., None], url: str, study: str, raters: list[str], extra: tuple, *,
+                     timeout: float, preload: Sequence[str] = PRELOAD) -> list[RaterRun]:
+    """One forkserver process per rater running ``target(url, study, rater, barrier, results, *extra)``,
+    all released together by the barrier; the reports they put on ``results`` (pairwise votes here,
+    distinction answers in :mod:`testing.distinction_load`)."""
     context = mp.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)  # no effect once that forkserver runs: it has them already
+    context.set_forkserver_preload(list(preload))  # no effect once that forkserver runs: it has them already
     barrier = context.Barrier(len(raters))
     results = context.Queue()
-    processes = [context.Process(target=_rater_process,
-                                 args=(url, study, rater, barrier, results, double_submit, timeout, think_s),
-                                 daemon=True)
+    processes = [context.Process(target=target, args=(url, study, rater, barrier, results, *extra), daemon=True)
                  for rater in raters]
     for process in processes:
         process.start()

@@ -3,10 +3,9 @@
 forkserver, barrier and report (``RaterRun``). Not for app code."""
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 
-from testing.concurrent_raters import PRELOAD, RaterRun
+from testing.concurrent_raters import PRELOAD, RaterRun, run_in_processes
 
 
 def _rater_process(url: str, study: str, rater: str, barrier, results, double_submit: bool,
@@ -44,24 +43,5 @@ def run_distinction_raters(url: str, study: str, raters: list[str], *, double_su
                            timeout: float = 300.0) -> list[RaterRun]:
     """One process per entry of ``raters`` (repeat an id to race one rater against itself), released
     together; returns their reports. The database must be migrated and the study imported."""
-    context = mp.get_context("forkserver")
-    context.set_forkserver_preload([*PRELOAD, "survey.distinction_service"])
-    barrier = context.Barrier(len(raters))
-    results = context.Queue()
-    processes = [context.Process(target=_rater_process,
-                                 args=(url, study, rater, barrier, results, double_submit, timeout), daemon=True)
-                 for rater in raters]
-    for process in processes:
-        process.start()
-    runs: list[RaterRun] = []
-    deadline = time.monotonic() + timeout
-    try:
-        for _ in processes:
-            runs.append(results.get(timeout=max(1.0, deadline - time.monotonic())))
-    finally:
-        for process in processes:
-            process.join(timeout=max(1.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
-    return runs
+    return run_in_processes(_rater_process, url, study, raters, (double_submit, timeout), timeout=timeout,
+                            preload=[*PRELOAD, "survey.distinction_service"])

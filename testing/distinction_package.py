@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import io
 import random
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from survey.package import SCHEMA, content_name, load_package, package_files, write_manifest
+from survey.package import SCHEMA, content_name, write_manifest
+from testing.packages import StudyFixture
 
 PROPOSED, BASELINE = "quokkaproposed", "wombatbaseline"
 SECRET_METHODS = (BASELINE, PROPOSED)
@@ -147,28 +147,9 @@ def make_distinction_package(root: Path, **options) -> Path:
     return Path(root)
 
 
-@dataclass(frozen=True)
-class DistinctionStudy:
-    """An imported distinction package: where it lives and what must never reach a rater."""
-
-    url: str
-    name: str
-    package: Path
-
-    @property
-    def n_trials(self) -> int:
-        manifest = load_package(self.package)
-        return len(manifest["items"]) + manifest.get("repeats", 0)
-
-    def secrets(self) -> list[str]:
-        """Method names, the package folder, and every file name and stem."""
-        files = package_files(self.package, load_package(self.package))
-        return [*SECRET_METHODS, str(self.package), *files, *(Path(f).stem for f in files)]
-
-
 def make_distinction_study(tmp_path: Path, url: str, *, name: str = "dstudy", repeats: int | None = None,
                            completion_redirect: str | None = None, is_open: bool = True,
-                           **options) -> DistinctionStudy:
+                           **options) -> StudyFixture:
     """Writes a package under ``tmp_path/package-NAME`` and imports it into ``url``."""
     from survey.db import get_engine
     from survey.importer import import_package
@@ -176,4 +157,4 @@ def make_distinction_study(tmp_path: Path, url: str, *, name: str = "dstudy", re
     package = make_distinction_package(tmp_path / f"package-{name}", name=name, **options)
     import_package(get_engine(url), package, repeats=repeats, completion_redirect=completion_redirect,
                    is_open=is_open)
-    return DistinctionStudy(url, name, package)
+    return StudyFixture(url, name, package)
