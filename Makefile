@@ -32,7 +32,7 @@ venv-dev: $(VENV)/.dev ## Create .venv with runtime and test dependencies
 system-deps: ## Install Debian's chromium and postgresql for the browser and PostgreSQL tests (root only)
 	@bash tests/install_system_deps.sh
 
-test: venv-dev system-deps ## Run the whole test suite (about 6 minutes on 2 cores once .venv exists)
+test: venv-dev system-deps ## Run the whole test suite (about 9 minutes on 2 cores once .venv exists)
 	$(PY) -m pytest
 
 demo: venv ## The main job: train, make CAM pairs, open the survey on http://localhost:8501
