@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from analysis.exclusions import ExclusionRules
 from analysis.load import VotesError
-from analysis.metrics import load_metrics
+from analysis.metric_agreement import load_metrics
 from analysis.render import build_blocks, to_html, to_markdown
 from analysis.summary import Analysis, AnalysisOptions, run_analysis
 from analysis.tasks import load_study

@@ -21,7 +21,7 @@ from analysis.distinction_answers import DistinctionAnswers
 from analysis.exclusions import ExclusionRules, apply_exclusions
 from analysis.items import item_level_summary, per_item_table
 from analysis.load import Votes
-from analysis.metrics import metric_correlations
+from analysis.metric_agreement import metric_correlations
 from analysis.mixed import fit_mixed_models
 from analysis.multi import compare_methods
 from analysis.position import position_bias

@@ -24,7 +24,7 @@ from analysis.agreement import (
 from analysis.crossed import bootstrap_rate, cell_table
 from analysis.items import item_level_summary, per_item_table
 from analysis.load import VotesError, load_votes
-from analysis.metrics import metric_correlations
+from analysis.metric_agreement import metric_correlations
 from analysis.multi import bradley_terry, compare_methods
 from analysis.position import position_bias
 from testing.simulated_votes import simulate_pairwise_votes, simulate_votes
