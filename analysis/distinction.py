@@ -31,8 +31,7 @@ from analysis.crossed import (
     percentile_interval,
 )
 from analysis.distinction_answers import CHANCE, CONFIDENCE_LEVELS, DistinctionAnswers, methods_per_rater
-from analysis.exclusions import ExclusionRules, exclude_rows
-from analysis.load import VotesError
+from analysis.exclusions import ExclusionRules, exclude_rows, nothing_left
 from analysis.mixed import FitFailed, fit_recording_warnings
 
 #: Confidence levels pooled as "low" and "high" for the calibration contrast.
@@ -491,11 +490,7 @@ def distinction_results(
     frame, report = exclude_rows(answers.frame, rules)
     kept = answers.with_frame(frame)
     if kept.regular.empty:
-        detail = ", ".join(f"{s['rule']}: {s['votes']} answers" for s in report["steps"])
-        raise VotesError(
-            f"every distinction answer was excluded ({detail}); loosen the exclusion flags "
-            "(e.g. --keep-unfinished, --max-failed-checks N, --min-response-ms 0) or use --no-exclusions"
-        )
+        raise nothing_left(report, "distinction answer", "answers")
     result: dict = {"chance": CHANCE, "study": kept.study, "method_order": list(kept.methods)}
     result |= accuracy_only(kept, confidence=confidence, replicates=replicates, seed=seed)
     regular = kept.regular

@@ -134,9 +134,15 @@ def apply_exclusions(votes: Votes, rules: ExclusionRules = ExclusionRules()) -> 
     frame, report = exclude_rows(votes.frame, rules)
     kept = votes.with_frame(frame)
     if kept.comparisons.empty:
-        detail = ", ".join(f"{s['rule']}: {s['votes']} votes" for s in report["steps"])
-        raise VotesError(
-            f"every comparison vote was excluded ({detail}); loosen the exclusion flags "
-            "(e.g. --keep-unfinished, --max-failed-checks N, --min-response-ms 0) or use --no-exclusions"
-        )
+        raise nothing_left(report, "comparison vote", "votes")
     return ExclusionResult(kept, report)
+
+
+def nothing_left(report: dict, what: str, unit: str) -> VotesError:
+    """The error for rules that removed every ``what`` (either task): it names each rule's count, so
+    the analyst knows which flag to loosen."""
+    detail = ", ".join(f"{s['rule']}: {s['votes']} {unit}" for s in report["steps"])
+    return VotesError(
+        f"every {what} was excluded ({detail}); loosen the exclusion flags "
+        "(e.g. --keep-unfinished, --max-failed-checks N, --min-response-ms 0) or use --no-exclusions"
+    )

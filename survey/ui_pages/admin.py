@@ -51,17 +51,22 @@ def _open_close(study: str, is_open: bool) -> None:
         st.button("Open study", on_click=_set_open, args=(study, True), key=f"open-{study}")
 
 
+def _progress_metrics(s, count_label: str, count: int) -> None:  # noqa: ANN001 (either task's summary)
+    """One row: raters started and finished, the study's answers or votes, attention-check failures."""
+    started, finished, counted, checks = st.columns(4)
+    started.metric("Raters started", s.raters_started)
+    finished.metric("Raters finished", s.raters_finished)
+    counted.metric(count_label, count)
+    checks.metric("Attention-check failures", f"{s.attention_failures} / {s.attention_checks_answered}",
+                  help=f"{s.raters_failing_attention} rater(s) failed at least one check")
+
+
 def _distinction_panel(study: str) -> None:
     """A distinction study: progress, attention checks, accuracy per method, the answers CSV."""
     eng = engine()
     s = distinction_service.summary(eng, study)
     st.subheader(f"{study} ({'open' if s.is_open else 'closed'}, distinction task)")
-    started, finished, answers, checks = st.columns(4)
-    started.metric("Raters started", s.raters_started)
-    finished.metric("Raters finished", s.raters_finished)
-    answers.metric("Answers", s.n_answers)
-    checks.metric("Attention-check failures", f"{s.attention_failures} / {s.attention_checks_answered}",
-                  help=f"{s.raters_failing_attention} rater(s) failed at least one check")
+    _progress_metrics(s, "Answers", s.n_answers)
     toggle, download = st.columns(2)
     with toggle:
         _open_close(study, s.is_open)
@@ -83,12 +88,7 @@ def _study_panel(study: str) -> None:
     s = service.admin_summary(eng, study)
     state = "open" if s.is_open else "closed"
     st.subheader(f"{study} ({state})")
-    started, finished, votes, checks = st.columns(4)
-    started.metric("Raters started", s.raters_started)
-    finished.metric("Raters finished", s.raters_finished)
-    votes.metric("Votes", s.n_votes)
-    checks.metric("Attention-check failures", f"{s.attention_failures} / {s.attention_checks_answered}",
-                  help=f"{s.raters_failing_attention} rater(s) failed at least one check")
+    _progress_metrics(s, "Votes", s.n_votes)
     st.markdown("**Preference for the proposed method:** "
                 + ui_logic.escape_markdown(ui_logic.preference_text(s.k, s.n, s.proposed_rate, s.ci)))
     st.caption(f"First showings of regular items with a preference; exact (Clopper-Pearson) 95% CI. "
