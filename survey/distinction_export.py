@@ -12,8 +12,6 @@ The column contract (docs/survey.md, "The distinction task"; the votes-format mo
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import aliased
@@ -29,7 +27,7 @@ from survey.schema import (
     Rater,
     Study,
 )
-from survey.votes_format import ALL_TASKS, DISTINCTION, normalise, write_votes_csv
+from survey.votes_format import ALL_TASKS, DISTINCTION, normalise
 
 #: What an answers export holds: the distinction format's columns plus the screen slots.
 ANSWER_COLUMNS = frozenset(DISTINCTION.columns)
@@ -83,11 +81,3 @@ def is_distinction_study(url: str | Engine | None, study: str) -> bool:
     engine = url if isinstance(url, Engine) else get_engine(url)
     with read_session(engine) as session:
         return session.scalar(select(Study.task).where(Study.name == study)) == "distinction"
-
-
-def write_answers_csv(url: str | Engine | None, study: str, out: str | Path) -> int:
-    """Writes :func:`answers_frame` to ``out`` through the votes format (atomic, UTF-8, the same CSV
-    rules as pairwise votes: ``survey.votes_format``); returns the row count."""
-    frame = answers_frame(url, study)
-    write_votes_csv(frame, out, fmt=ALL_TASKS)
-    return len(frame)

@@ -69,16 +69,15 @@ def _cmd_open_close(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from survey.distinction_export import is_distinction_study, write_answers_csv
+    from survey.distinction_export import is_distinction_study
     from survey.export import export_votes_csv  # pandas only when exporting: the other commands start fast
 
     engine = get_engine(args.db)
-    if is_distinction_study(engine, args.name):  # one row per answer, the task's columns
-        rows = write_answers_csv(engine, args.name, args.out)
+    rows = export_votes_csv(engine, args.name, args.out)  # a distinction study: one row per answer
+    if is_distinction_study(engine, args.name):
         print(f"wrote {rows} answer(s) of distinction study {args.name!r} to {args.out}")
-        return 0
-    rows = export_votes_csv(engine, args.name, args.out)
-    print(f"wrote {rows} vote(s) of study {args.name!r} to {args.out}")
+    else:
+        print(f"wrote {rows} vote(s) of study {args.name!r} to {args.out}")
     return 0
 
 

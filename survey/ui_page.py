@@ -120,10 +120,3 @@ def votes_csv(eng: Engine, study: str) -> bytes:
 
     return votes_csv_text(votes_frame(eng, study)).encode("utf-8")
 
-
-def answers_csv(eng: Engine, study: str) -> bytes:
-    """A distinction study's answers CSV for the admin page: the same bytes as ``survey.study export``."""
-    from survey.distinction_export import answers_frame
-    from survey.votes_format import ALL_TASKS
-
-    return votes_csv_text(answers_frame(eng, study), fmt=ALL_TASKS).encode("utf-8")

@@ -13,7 +13,7 @@ import hashlib
 import streamlit as st
 
 from survey import admin_auth, distinction_service, service, ui_admin_setup, ui_logic
-from survey.ui_page import answers_csv, engine, guarded, votes_csv
+from survey.ui_page import engine, guarded, votes_csv
 
 SIGNED_IN = "admin_signed_in"  # session key: digest of the password this session signed in with
 
@@ -71,7 +71,7 @@ def _distinction_panel(study: str) -> None:
     with toggle:
         _open_close(study, s.is_open)
     with download:
-        st.download_button("Download answers CSV", data=lambda: answers_csv(eng, study),
+        st.download_button("Download answers CSV", data=lambda: votes_csv(eng, study),
                            file_name=f"{study}-answers.csv", mime="text/csv", key=f"csv-{study}",
                            on_click="ignore")
     st.markdown("**Accuracy per method** (first showings of regular items; chance is 1 / number of maps; "

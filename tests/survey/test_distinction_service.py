@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 import survey.distinction_service as ds
 from survey import service
 from survey.db import get_engine, read_session, write_session
-from survey.distinction_export import ANSWER_COLUMNS, answers_frame, write_answers_csv
+from survey.distinction_export import ANSWER_COLUMNS, answers_frame
+from survey.export import export_votes_csv
 from survey.importer import StudyImportError, import_package
 from survey.package import DEFAULT_DISTINCTION_QUESTION, MANIFEST_NAME
 from survey.schema import DistinctionAnswer, DistinctionRater, DistinctionTrial, Method, Study
@@ -245,7 +246,7 @@ def test_csv_export_round_trips(engine: Engine, tmp_path: Path) -> None:
     service.start_rater(engine, "dist", rater)
     answer_all(engine, rater)
     out = tmp_path / "answers.csv"
-    assert write_answers_csv(engine, "dist", out) == N_ITEMS + N_CHECKS + 1
+    assert export_votes_csv(engine, "dist", out) == N_ITEMS + N_CHECKS + 1
     back = pd.read_csv(out, keep_default_na=False)
     assert list(back.columns) == list(COLUMNS) and set(back["rater"]) == {rater}
     assert back["chosen_index"].tolist() == answers_frame(engine, "dist")["chosen_index"].tolist()
