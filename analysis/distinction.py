@@ -33,12 +33,13 @@ from analysis.crossed import (
 from analysis.distinction_answers import CHANCE, CONFIDENCE_LEVELS, DistinctionAnswers, methods_per_rater
 from analysis.exclusions import ExclusionRules, exclude_rows, nothing_left
 from analysis.mixed import FitFailed, fit_recording_warnings
+from survey.votes_format import CANDIDATES
 
 #: Confidence levels pooled as "low" and "high" for the calibration contrast.
 LOW_CONFIDENCE = (1, 2)
 HIGH_CONFIDENCE = (4, 5)
-#: Share of wrong answers expected on the runner-up (rank 2) if wrong picks were random among the three.
-RUNNER_UP_CHANCE = 1 / 3
+#: Share of wrong answers expected on the runner-up (rank 2) if wrong picks were random among the others.
+RUNNER_UP_CHANCE = 1 / (CANDIDATES - 1)
 
 
 # --- design of the answers ---------------------------------------------------------------------------

@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from survey.db import read_connection, read_session, write_connection
-from survey.package import UnsafePathError, resolve_inside
+from survey.package import CONFIDENCE_LEVELS, UnsafePathError, resolve_inside
 from survey.schema import (
-    CONFIDENCE_LEVELS,
     DistinctionAnswer,
     DistinctionCandidate,
     DistinctionItem,

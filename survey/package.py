@@ -41,6 +41,8 @@ CANDIDATE_KEYS = {"label", "map", "rank"}
 #: Maps per distinction trial: HIVE's top-4. The analysis' chance level (1/4) and the votes format's
 #: index ranges (survey.votes_format) rest on it, so a package must have exactly this many.
 CANDIDATES = 4
+#: A distinction answer's confidence scale (1 = just guessing, 5 = certain); schema and votes format share it.
+CONFIDENCE_LEVELS = (1, 2, 3, 4, 5)
 # Says nothing about which class the model chose (and so has no {label}: the true class would give it away).
 DEFAULT_DISTINCTION_QUESTION = ("The model looked at this photo and chose one of these classes. "
                                 "Which map belongs to the class it chose?")

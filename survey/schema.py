@@ -21,8 +21,6 @@ from sqlalchemy.types import TypeDecorator
 
 RATER_ID_MAX = 200
 SIDES = ("left", "right", "none")
-TASKS = ("pairwise", "distinction")  # survey.package.TASKS
-CONFIDENCE_LEVELS = (1, 2, 3, 4, 5)
 SIGN_IN_OUTCOMES = ("success", "failure", "locked", "reset")
 CLIENT_ADDRESS_MAX = 64  # an IPv6 address with a zone id fits
 

@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from fileio import write_text_atomic
-from survey.package import CANDIDATES as PACKAGE_CANDIDATES
+from survey.package import CANDIDATES as CANDIDATES  # re-exported: analysis reads them here
+from survey.package import CONFIDENCE_LEVELS as CONFIDENCE_LEVELS
 
 Kind = Literal["text", "bool", "int"]
 
@@ -81,8 +82,7 @@ DEFAULT_TASK = "pairwise"
 #: Distinction task (HIVE): candidates per item (the model's top-4 classes, so chance is 1/4), and the
 #: rater's confidence scale. ``chosen_index``/``answer_index`` lie in 0..CANDIDATES-1, ``chosen_rank``
 #: in 1..CANDIDATES, ``confidence`` in CONFIDENCE_LEVELS.
-CANDIDATES = PACKAGE_CANDIDATES  # the package format fixes it
-CONFIDENCE_LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
+#: (CANDIDATES and CONFIDENCE_LEVELS, imported above, are fixed by the package format.)
 
 
 class VotesFormatError(ValueError):
