@@ -39,6 +39,7 @@ from survey.schema import (
     utcnow,
 )
 from survey.service import (
+    _FINISH,
     _LOCK_RATER,
     FILES_MISSING,
     SurveyError,
@@ -125,8 +126,6 @@ _STAMP = (update(DistinctionTrial)
           .where(DistinctionTrial.id == bindparam("b_id"), DistinctionTrial.shown_at.is_(None))
           .values(shown_at=bindparam("b_now", type_=UTCDateTime())))
 _INSERT_ANSWER = insert(DistinctionAnswer)
-_FINISH = (update(Rater).where(Rater.id == bindparam("b_id"))
-           .values(finished_at=bindparam("b_now", type_=UTCDateTime())))
 
 
 def _order(text: str) -> list[int]:
