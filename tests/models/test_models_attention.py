@@ -4,9 +4,12 @@
 within a stated bound on every CPU (bf16 is emulated where it is not native: slower, same numbers):
 
 - forward (the context, hence sigma and the KL): fp32-exact, rtol 1e-5;
-- gradients of the feature maps and of mu: max error <= 2 % of the largest gradient
-  (measured on random and ResNet-18 layer-4 maps at t = 5 and 20: <= 0.7 %);
-- gradient of the log-temperature: <= 2e-4 relative (taken in fp32 in the forward; measured <= 4e-5).
+- gradients of the feature maps and of mu: max error <= 2 % of the largest gradient on these maps
+  (bf16 rounding: on 40 random-init ResNet-18 layer-4 batches at t = 5 and 20 the feature-map
+  gradient was off by a median 0.75 %, 90th percentile 1.4 %, worst 2.3 % (one batch) of its largest
+  value; mu's <= 0.4 %);
+- gradient of the log-temperature: <= 2e-4 relative (taken in fp32 in the forward; measured <= 1.5e-4
+  at t = 5 to 40).
 """
 from __future__ import annotations
 
@@ -124,6 +127,22 @@ def test_without_gradients_no_attention_matrix_is_stored(monkeypatch) -> None:
     with torch.no_grad():
         context = attended_context(x, mu, torch.tensor(1.0, requires_grad=True), "bf16-backward")
     assert calls == [] and context.shape == (2, 64)
+
+
+def test_above_the_maximum_temperature_training_falls_back_to_the_fp32_kernel(monkeypatch) -> None:
+    """exp(-t) of a dead channel's row would near fp32's underflow: the exact kernel takes over."""
+    calls = []
+    original = channel_attention._Bf16BackwardContext.apply
+    monkeypatch.setattr(channel_attention._Bf16BackwardContext, "apply", lambda *a: calls.append(a) or original(*a))
+    x, mu = layer4_like(2, 64, 16, seed=4)
+    weights = torch.randn(2, 64, generator=torch.Generator().manual_seed(3))
+    hot = torch.tensor(math.log(channel_attention.MAX_TEMPERATURE * 1.5))
+    context, gradients = value_and_gradients("bf16-backward", x, mu, hot, weights)
+    assert calls == []
+    _, reference = value_and_gradients(None, x, mu, hot, weights)
+    assert float((gradients[0] - reference[0]).abs().max()) <= 1e-4 * float(reference[0].abs().max())
+    value_and_gradients("bf16-backward", x, mu, torch.tensor(math.log(5.0)), weights)
+    assert len(calls) == 1  # below it, the bf16 kernel
 
 
 def test_attention_buffers_are_reused_only_once_released() -> None:
