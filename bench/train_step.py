@@ -2,15 +2,15 @@
 
     .venv/bin/python bench/train_step.py [--arch resnet50 --image-size 128 --batch-size 8 --reps 15 --threads 1]
     .venv/bin/python bench/train_step.py --precision bf16    # bf16 autocast (fast only with native bf16)
-    .venv/bin/python bench/train_step.py --attention-kernel sdpa   # the fp32 attention kernel anywhere
+    .venv/bin/python bench/train_step.py --attention-kernel sdpa   # PyTorch's fused attention instead
     .venv/bin/python bench/train_step.py --smoke             # a few seconds: does it still run?
 
 Both models are timed alternately (the order flips every repetition) and compared by medians, so
 load from other processes hits both alike. Each step is timed twice: wall clock, and CPU time of
 this process (`time.process_time`), which other jobs on a shared machine do not inflate; with
 `--threads 1` the CPU time is the cleanest measure of the work done.
-The printout names the attention kernel the VIB branch used (models/channel_attention.py: fp32
-fused attention, or a bf16 backward where the CPU has native bf16).
+The printout names the attention kernel the VIB branch used (models/channel_attention.py: `stored`
+for training on CPUs, PyTorch's fused `sdpa` elsewhere).
 Targets: training step <= 1.10x, eval forward <= 1.02x.
 """
 from __future__ import annotations
@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
                         help="autocast of the backbone for both models (the VIB branch picks its own kernel)")
     parser.add_argument("--attention-kernel", choices=("auto", *KERNELS), default="auto",
-                        help="VIB attention kernel (models/channel_attention.py); auto: bf16-backward where "
-                             "the CPU has native bf16, else sdpa")
+                        help="VIB attention kernel (models/channel_attention.py); auto: stored on CPUs, "
+                             "sdpa elsewhere")
     add_smoke_flag(parser)
     return parser
 

@@ -1,38 +1,34 @@
-"""The attended context `c = softmax(t Xc Xc^T) mu` of the VIB head, in the fastest exact-enough form.
+"""The attended context `c = softmax(t Xc Xc^T) mu` of the VIB head, in the fastest exact form.
 
-Two kernels, chosen at run time by `context_kernel`:
+Two kernels, both fp32, chosen at run time by `context_kernel`:
 
-- `sdpa` (fp32): `scaled_dot_product_attention` with queries = keys = the standardised channels and
-  values = mu (zero-padded to N columns, which its fused CPU kernel needs). It never stores the
-  B x C x C attention and is the reference: fp32 all the way. Used on GPUs and on CPUs without
-  native bf16, where it was measured fastest (docs/benchmarks.md).
-- `bf16-backward`: on CPUs with native bf16 (AVX-512-BF16/AMX) the fused kernel's backward costs
-  2.9x its forward (it recomputes the energies and runs five 16-column GEMMs over the 2048 x 2048
-  matrix). Here the forward computes, row strip by row strip (each strip stays in cache), the
-  unnormalised weights S_ij = exp(E_ij - t) in fp32 and keeps S in bf16 (2 bytes x C^2 per image:
-  8 MiB for ResNet-50). The rows of E = t Xc Xc^T peak at E_ii = t (unit-norm channels), so the fixed
-  shift t does softmax's max-subtraction without a pass for the maximum, and S is symmetric; the
-  exponentials are exp2 of energies taken in log2 units (exp2 is ~3x faster than exp on a CPU, and
-  the shift rides in the GEMM as an extra column). Row sums r_i and S mu are fp32, so the forward
-  (c = S mu / r, hence sigma and the KL) is fp32-exact. With A = S / r and S symmetric, the backward
-  is a single batched bf16 GEMM over S, with no exponentials:
+- `sdpa`: `scaled_dot_product_attention` with queries = keys = the standardised channels and values =
+  mu (zero-padded to N columns, which its fused kernel needs). It never stores the B x C x C attention.
+  Used on GPUs, and for every call without gradients (`predict`, evaluation), on any device.
+- `stored`: training on CPUs. PyTorch's fused CPU backward recomputes the 2048 x 2048 energies and
+  their exponentials and runs five 16-column GEMMs over them (2.9x its forward). Here the forward
+  computes, row strip by row strip (each strip's energies stay in cache), the unnormalised weights
+  S_ij = exp(E_ij - t) and keeps them (fp32, 4 bytes x C^2 per image: 16 MiB for ResNet-50; a batch
+  that would need more than MAX_STORED_BYTES uses `sdpa`), with
+  their row sums r and S mu (c = S mu / r). Two properties of E = t Xc Xc^T (unit-norm channels) make
+  this cheap: each row peaks on its diagonal, E_ii = t, so the fixed shift t does softmax's
+  max-subtraction without a pass for the maximum (a dead channel's row is exp(-t) throughout: safe in
+  fp32 up to t ~ 80, and above MAX_TEMPERATURE training falls back to `sdpa`); and S is symmetric.
+  The exponentials are exp2 of energies in log2 units (exp2 is ~3x faster than exp on a CPU; the
+  shift rides in the energy GEMM as a constant column). The backward needs no exponentials: with
+  p = g / r and q = p * c (g the gradient of c),
 
-      A (mu' * X), A X                     (rows: the query side)       = (S [mu' * X, X]) / r
-      A^T (g * X), A^T (g * c' * X), A^T g (columns: the key side, dmu) = S ([g * X, g * c' * X, g] / r)
-      dX = t (dE X + dE^T X) from those,  d log t = sum_i g_i dc_i/dlog t (taken in the forward)
+      dE_ij = S_ij p_i (mu_j - c_i)                    the gradient of the energies
+      dX = t (dE + dE^T) X = t (S * M) X,   M_ij = p_i mu_j + mu_i p_j - q_i - q_j
+      dmu = A^T g = S p                     (S symmetric)
+      d log t = sum_ij dE_ij E_ij = (1/2) sum_i x_i . dX_i
 
-  with dE = A * g_i (mu_j - c_i) the gradient of the energies, and mu' = mu - m, c' = c - m for the
-  per-image mean m of mu (rows of A sum to 1, so the centring changes nothing exactly, but it keeps
-  the bf16 products small where they are subtracted). The two products that are subtracted are
-  dominated by each channel's weight on itself, S_ii, so S is stored with a zero diagonal and S_ii
-  is added back in fp32: without that, rounding both products to bf16 cost up to 4 % of the largest
-  gradient at t = 20; with it, < 1 %. Gradients carry bf16 rounding
-  (tests/models/test_models_attention.py states the bound). Above t = MAX_TEMPERATURE a dead
-  channel's weights exp(-t) near fp32's underflow, so training falls back to `sdpa` there.
+  so each strip of S * M is formed in cache (four elementwise passes) and multiplied by X in one
+  16-column GEMM: a quarter of the GEMM work of the four products dE X and dE^T X would take.
+  Everything is fp32; tests/models/test_models_attention.py states the bounds against float64.
 """
 from __future__ import annotations
 
-import functools
 import os
 import weakref
 
@@ -41,33 +37,27 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from models.precision import cpu_has_native_bf16
-
-KERNELS = ("sdpa", "bf16-backward")
+KERNELS = ("sdpa", "stored")
 KERNEL_ENV = "VIBCAM_ATTENTION_KERNEL"
 BLOCK_ELEMENTS = 1 << 19  # rows per strip: 2 MiB of fp32 energies at full width (256 rows for C = 2048)
 LOG2_E = 1.4426950408889634  # exp2 is ~3x faster than exp on CPUs (measured), so energies are in log2 units
 MAX_TEMPERATURE = 60.0  # above it exp(-t) of a dead channel's row nears fp32's underflow: use sdpa
+MAX_STORED_BYTES = 1 << 30  # S of a larger batch (> 64 images for ResNet-50) is not kept: use sdpa
 SPARE_BUFFERS = 1  # with the one in use, two in all: a step overlaps the previous step's graph
 _spare_attention: list[Tensor] = []
 
 
-@functools.cache
-def _native_bf16() -> bool:
-    return cpu_has_native_bf16()
-
-
 def context_kernel(device: torch.device) -> str:
-    """`bf16-backward` on CPUs with native bf16, else `sdpa`; VIBCAM_ATTENTION_KERNEL=sdpa forces fp32.
+    """`stored` for training on CPUs, `sdpa` elsewhere; VIBCAM_ATTENTION_KERNEL overrides it.
 
     Only where gradients are wanted: `attended_context` runs `sdpa` under no_grad whatever this says,
-    since without a backward there is nothing to gain from storing A."""
+    since without a backward there is nothing to gain from storing S."""
     forced = os.environ.get(KERNEL_ENV, "")
     if forced:
         if forced not in KERNELS:
             raise ValueError(f"{KERNEL_ENV}={forced!r}: choose one of {', '.join(KERNELS)} (or unset it)")
         return forced
-    return "bf16-backward" if device.type == "cpu" and _native_bf16() else "sdpa"
+    return "stored" if device.type == "cpu" else "sdpa"
 
 
 def attended_context(x: Tensor, mu: Tensor, log_temperature: Tensor, kernel: str | None = None) -> Tensor:
@@ -78,11 +68,12 @@ def attended_context(x: Tensor, mu: Tensor, log_temperature: Tensor, kernel: str
     x = x.float().contiguous()
     inputs_need_grad = x.requires_grad or mu.requires_grad or log_temperature.requires_grad
     wants_grad = torch.is_grad_enabled() and inputs_need_grad
-    too_hot = kernel == "bf16-backward" and float(log_temperature.detach().exp()) > MAX_TEMPERATURE
-    if kernel == "sdpa" or (kernel in KERNELS and (not wants_grad or too_hot)):
+    too_hot = kernel == "stored" and float(log_temperature.detach().exp()) > MAX_TEMPERATURE
+    too_big = x.shape[0] * x.shape[1] ** 2 * 4 > MAX_STORED_BYTES
+    if kernel == "sdpa" or (kernel in KERNELS and (not wants_grad or too_hot or too_big)):
         return sdpa_context(x, mu, log_temperature)
-    if kernel == "bf16-backward":
-        return _Bf16BackwardContext.apply(x, mu.float(), log_temperature)
+    if kernel == "stored":
+        return _StoredContext.apply(x, mu.float(), log_temperature)
     raise ValueError(f"unknown attention kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
 
 
@@ -95,13 +86,13 @@ def sdpa_context(x: Tensor, mu: Tensor, log_temperature: Tensor) -> Tensor:
 
 
 def _attention_buffer(shape: tuple[int, ...], device: torch.device) -> Tensor:
-    """A B x C x C bf16 buffer, reused between steps: first touching a fresh 64 MiB one cost ~75 ms of
-    page faults (loaded machine), as much as the whole backward. Buffers come back to the spare list
+    """A B x C x C fp32 buffer, reused between steps: first touching a fresh one (128 MiB at batch 8)
+    costs tens of ms of page faults, as much as the whole backward. Buffers come back to the spare list
     only when the autograd node that saved them is freed, so one is never reused while held."""
     for index, spare in enumerate(_spare_attention):
         if spare.shape == shape and spare.device == device:
             return _spare_attention.pop(index)
-    return torch.empty(shape, dtype=torch.bfloat16, device=device)
+    return torch.empty(shape, device=device)
 
 
 def _return_buffer(buffer: Tensor) -> None:
@@ -114,76 +105,59 @@ def _row_blocks(channels: int) -> list[slice]:
     return [slice(start, min(start + rows, channels)) for start in range(0, channels, rows)]
 
 
-class _Bf16BackwardContext(torch.autograd.Function):
-    """fp32 forward that keeps S in bf16; the backward is one bf16 GEMM over S (module docstring)."""
+class _StoredContext(torch.autograd.Function):
+    """fp32 forward that keeps S = exp(E - t); the backward forms S * M strip by strip and runs one
+    N-column GEMM per strip (module docstring)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, mu: Tensor, log_temperature: Tensor) -> Tensor:  # noqa: ANN001
         batch, channels, _ = x.shape
         temperature = log_temperature.detach().exp()
         scale = temperature * LOG2_E
-        # log2 S = scale * (x_i . x_j - 1): one GEMM with a constant column appended (K = n + 1)
         queries = torch.cat([x * scale, (-scale).expand(batch, channels, 1)], 2)
         keys = torch.cat([x, x.new_ones(batch, channels, 1)], 2).transpose(1, 2).contiguous()
         storage = _attention_buffer((batch, channels, channels), x.device)
         weakref.finalize(ctx, _return_buffer, storage)
-        row_sum, weighted = x.new_zeros(batch, channels), x.new_zeros(batch, channels)
-        temperature_grad = ctx.needs_input_grad[2]
-        # d c_i / d log t = sum_j A_ij E_ij mu_j - c_i sum_j A_ij E_ij: much cancellation, so it is
-        # taken here in fp32 (bf16 products in the backward were 5-13 % off on real maps). The shift
-        # of E (its constant column) cancels out of it, so log2 S stands in for E up to the factor.
-        energy_mu, energy_sum = x.new_zeros(batch, channels), x.new_zeros(batch, channels)
+        row_sum, weighted = x.new_empty(batch, channels), x.new_empty(batch, channels)
         strips = _row_blocks(channels)
         log2_buffer = torch.empty(strips[0].stop * channels, device=x.device)
-        exp_buffer = torch.empty_like(log2_buffer)
         for image in range(batch):
             for rows in strips:
-                size = rows.stop - rows.start
-                log2_s = log2_buffer[:size * channels].view(size, channels)
-                s = exp_buffer[:size * channels].view(size, channels)
+                log2_s = log2_buffer[:(rows.stop - rows.start) * channels].view(-1, channels)
                 torch.mm(queries[image, rows], keys[image], out=log2_s)
-                torch.exp2(log2_s, out=s)
+                s = torch.exp2(log2_s, out=storage[image, rows])
                 torch.sum(s, 1, out=row_sum[image, rows])
                 torch.mv(s, mu[image], out=weighted[image, rows])
-                if temperature_grad:
-                    product = log2_s.mul_(s)
-                    torch.sum(product, 1, out=energy_sum[image, rows])
-                    torch.mv(product, mu[image], out=energy_mu[image, rows])
-                storage[image, rows] = s
-        diagonal = torch.exp2(scale * (x.square().sum(2) - 1))  # S_ii, kept in fp32 (see the docstring)
-        storage.diagonal(dim1=1, dim2=2).zero_()
         context = weighted / row_sum
-        context_by_log_temperature = None
-        if temperature_grad:
-            context_by_log_temperature = (energy_mu - context * energy_sum) / (row_sum * LOG2_E)
-        ctx.save_for_backward(x, mu, context, storage, diagonal, row_sum, context_by_log_temperature)
+        ctx.save_for_backward(x, mu, context, storage, row_sum)
         ctx.temperature = temperature
         return context
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: ANN001
-        x, mu, context, storage, diagonal, row_sum, context_by_log_temperature = ctx.saved_tensors
+        x, mu, context, storage, row_sum = ctx.saved_tensors
+        batch, channels, _ = x.shape
         temperature = ctx.temperature
-        n = x.shape[2]
-        # (B x columns x C) layout throughout: the GEMM writes it, and the elementwise work stays contiguous
-        grad = grad.float()[:, None]
-        centre = mu.mean(1, keepdim=True)
-        mu_c, context_c = (mu - centre)[:, None], (context - centre)[:, None]
-        x_t = x.transpose(1, 2)
-        x_c = x_t - x_t.mean(2, keepdim=True)
-        columns = torch.cat([mu_c * x_c, x_c, grad * x_t, (grad * context_c) * x_t, grad], 1)
-        columns[:, 2 * n:] /= row_sum[:, None]
-        # A = S / rowsum with S symmetric, so A @ left and A^T @ right are one product with S: off the
-        # diagonal in bf16, each channel's own weight S_ii added in fp32 (see the module docstring)
-        product = torch.bmm(columns.to(torch.bfloat16), storage).float().addcmul_(diagonal[:, None], columns)
-        by_rows, by_columns = product[:, :2 * n].div_(row_sum[:, None]), product[:, 2 * n:]
-        query_side = grad * (by_rows[:, :n] - context_c * by_rows[:, n:])
-        key_side = mu_c * by_columns[:, :n] - by_columns[:, n:2 * n]
-        grad_x = (temperature * (query_side + key_side)).transpose(1, 2)
-        grad = grad[:, 0]
+        p = grad.float() / row_sum  # dE_ij = S_ij p_i (mu_j - c_i), so dE + dE^T = S * M with
+        minus_q = -p * context      # M_ij = p_i mu_j + mu_i p_j - q_i - q_j, q = p * c
+        grad_x, grad_mu = torch.empty_like(x), torch.empty_like(mu)
+        strips = _row_blocks(channels)
+        weights = torch.empty(strips[0].stop * channels, device=x.device)
+        for image in range(batch):
+            for rows in strips:
+                s = storage[image, rows]
+                torch.mv(s, p[image], out=grad_mu[image, rows])  # dmu = S^T p = S p (S is symmetric)
+                w = weights[:(rows.stop - rows.start) * channels].view(-1, channels)
+                torch.add(minus_q[image, rows, None], minus_q[image, None, :], out=w)
+                w.addcmul_(p[image, rows, None], mu[image, None, :])
+                w.addcmul_(mu[image, rows, None], p[image, None, :])
+                w.mul_(s)
+                torch.mm(w, x[image], out=grad_x[image, rows])
         grad_log_temperature = None
-        if context_by_log_temperature is not None:
-            grad_log_temperature = (grad * context_by_log_temperature).sum().reshape(temperature.shape)
-        return grad_x, by_columns[:, 2 * n], grad_log_temperature
-
+        if ctx.needs_input_grad[2]:
+            # d log t = sum_ij dE_ij E_ij = (t / 2) sum_i x_i . ((dE + dE^T) X)_i: a sum with much
+            # cancellation, so it is accumulated in float64
+            grad_log_temperature = (0.5 * temperature * (x.double() * grad_x.double()).sum()).float()
+            grad_log_temperature = grad_log_temperature.reshape(temperature.shape)
+        return grad_x.mul_(temperature), grad_mu, grad_log_temperature

@@ -52,5 +52,8 @@ def test_rules_can_be_switched_off(study_frame: pd.DataFrame) -> None:
 
 def test_everything_excluded_is_a_clear_error(study_frame: pd.DataFrame) -> None:
     slow = study_frame.assign(response_ms=10)
-    with pytest.raises(VotesError, match="every comparison vote was excluded.*--min-response-ms"):
+    with pytest.raises(VotesError, match="every comparison vote was excluded.*--min-response-ms") as error:
         apply_exclusions(load_votes(slow))
+    # the fix is spelled out as flags the analyst can paste, in the report's own syntax
+    assert str(error.value).endswith("; loosen the exclusion flags (e.g. --keep-unfinished, "
+                                     "--max-failed-checks N, --min-response-ms 0) or use --no-exclusions")

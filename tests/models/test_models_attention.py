@@ -1,16 +1,15 @@
 """The attention context kernels against an independent float64 reference (softmax, then a product).
 
-`bf16-backward` (used for training on CPUs with native bf16) must give the fp32 forward and gradients
-within a stated bound on every CPU (bf16 is emulated where it is not native: slower, same numbers):
+Both kernels are fp32 and must match the reference within fp32 rounding:
 
-- forward (the context, hence sigma and the KL): fp32-exact, rtol 1e-5;
-- gradients of the feature maps and of mu: max error <= 2 % of the largest gradient on these maps
-  (bf16 rounding: on 40 random-init ResNet-18 layer-4 batches at t = 5 and 20 the feature-map
-  gradient was off by a median 0.75 %, 90th percentile 1.4 %, worst 2.3 % (one batch) of its largest
-  value; mu's <= 0.4 %);
-- gradient of the log-temperature: <= 2e-4 relative (taken in fp32 in the forward; measured <= 1.5e-4
-  at t = 5 to 40).
-"""
+- forward (the context, hence sigma and the KL): rtol 1e-5;
+- gradients of the feature maps and of mu: max error <= 1e-4 of the largest gradient (measured on
+  layer-4-like and random-init ResNet-18 maps at t = 5 to 40: <= 3e-5 for `stored`, <= 8e-6 for `sdpa`);
+- gradient of the log-temperature, a sum with much cancellation: <= 2e-4 relative at t <= 20 and
+  2e-3 at t = 40 on these maps (measured on 2048-channel maps at t = 5 to 40: `stored` <= 4e-4,
+  PyTorch's own fused fp32 `sdpa` <= 7e-4; float64 accumulation of the last sum barely helps: the
+  rounding is in the fp32 gradient it sums).
+""" 
 from __future__ import annotations
 
 import math
@@ -23,8 +22,10 @@ import models.channel_attention as channel_attention
 from models import build_model
 from models.channel_attention import attended_context, context_kernel
 
-GRADIENT_TOLERANCE = 0.02
+GRADIENT_TOLERANCE = 1e-4
 TEMPERATURE_GRADIENT_TOLERANCE = 2e-4
+# at t = 40 the cancellation is worse for both: on this test's maps sdpa is 1.3e-3 off, stored 6e-4
+HOT_TEMPERATURE_GRADIENT_TOLERANCE = 2e-3
 
 
 def reference_context(x: torch.Tensor, mu: torch.Tensor, log_temperature: torch.Tensor) -> torch.Tensor:
@@ -54,8 +55,8 @@ def value_and_gradients(kernel: str | None, x, mu, log_temperature, weights):  #
     return context.detach().double(), [g.double() for g in gradients]
 
 
-@pytest.mark.parametrize("temperature", [5.0, 20.0])
-@pytest.mark.parametrize("kernel", ["sdpa", "bf16-backward"])
+@pytest.mark.parametrize("temperature", [5.0, 20.0, 40.0])
+@pytest.mark.parametrize("kernel", ["sdpa", "stored"])
 def test_kernel_matches_the_float64_reference(kernel: str, temperature: float, monkeypatch) -> None:
     # several row blocks, the last one short, as for ResNet-50's 2048 channels
     monkeypatch.setattr(channel_attention, "BLOCK_ELEMENTS", 300 * 128)
@@ -66,20 +67,25 @@ def test_kernel_matches_the_float64_reference(kernel: str, temperature: float, m
     ref_context, (ref_x, ref_mu, ref_t) = value_and_gradients(None, x, mu, log_temperature, weights)
 
     torch.testing.assert_close(context, ref_context, rtol=1e-5, atol=1e-6)
-    tolerance = 1e-4 if kernel == "sdpa" else GRADIENT_TOLERANCE
-    assert float((grad_x - ref_x).abs().max()) <= tolerance * float(ref_x.abs().max())
-    assert float((grad_mu - ref_mu).abs().max()) <= tolerance * float(ref_mu.abs().max())
-    assert abs(float(grad_t - ref_t)) <= TEMPERATURE_GRADIENT_TOLERANCE * abs(float(ref_t))
+    assert float((grad_x - ref_x).abs().max()) <= GRADIENT_TOLERANCE * float(ref_x.abs().max())
+    assert float((grad_mu - ref_mu).abs().max()) <= GRADIENT_TOLERANCE * float(ref_mu.abs().max())
+    bound = TEMPERATURE_GRADIENT_TOLERANCE if temperature <= 20 else HOT_TEMPERATURE_GRADIENT_TOLERANCE
+    assert abs(float(grad_t - ref_t)) <= bound * abs(float(ref_t))
 
 
-def test_bf16_backward_is_not_the_reference_in_disguise() -> None:
-    """The bound above is met by a bf16 computation, not by an fp32 one: the gradients differ."""
+def test_stored_kernel_is_not_the_fused_one_in_disguise(monkeypatch) -> None:
+    """Training with `stored` never calls PyTorch's fused attention, and still matches the reference."""
+    def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("scaled_dot_product_attention called")
+
+    monkeypatch.setattr(channel_attention.F, "scaled_dot_product_attention", refuse)
     x, mu = layer4_like(2, 256, 16, seed=3)
     log_temperature = torch.tensor(math.log(5.0))
     weights = torch.randn(2, 256, generator=torch.Generator().manual_seed(2))
-    _, fast = value_and_gradients("bf16-backward", x, mu, log_temperature, weights)
-    _, exact = value_and_gradients("sdpa", x, mu, log_temperature, weights)
-    assert float((fast[0] - exact[0]).abs().max()) > 1e-4 * float(exact[0].abs().max())
+    context, (grad_x, _, _) = value_and_gradients("stored", x, mu, log_temperature, weights)
+    reference, (reference_x, _, _) = value_and_gradients(None, x, mu, log_temperature, weights)
+    torch.testing.assert_close(context, reference, rtol=1e-5, atol=1e-6)
+    assert float((grad_x - reference_x).abs().max()) <= GRADIENT_TOLERANCE * float(reference_x.abs().max())
 
 
 def test_model_context_uses_the_chosen_kernel(monkeypatch) -> None:
@@ -89,7 +95,7 @@ def test_model_context_uses_the_chosen_kernel(monkeypatch) -> None:
     images = torch.randn(2, 3, 64, 64)
     weights = torch.randn(2, 512)
     results = {}
-    for kernel in ("sdpa", "bf16-backward"):
+    for kernel in ("sdpa", "stored"):
         monkeypatch.setenv(channel_attention.KERNEL_ENV, kernel)
         assert context_kernel(torch.device("cpu")) == kernel
         model.zero_grad(set_to_none=True)
@@ -98,7 +104,7 @@ def test_model_context_uses_the_chosen_kernel(monkeypatch) -> None:
         (context * weights).sum().backward()
         results[kernel] = (context.detach(), model.attention.log_temperature.grad.clone(),
                            model.features[-1][-1].conv2.weight.grad.clone())
-    (exact_context, *exact), (fast_context, *fast) = results["sdpa"], results["bf16-backward"]
+    (exact_context, *exact), (fast_context, *fast) = results["sdpa"], results["stored"]
     torch.testing.assert_close(fast_context, exact_context, rtol=1e-5, atol=1e-6)
     (exact_t, exact_conv), (fast_t, fast_conv) = exact, fast
     assert abs(float(fast_t - exact_t)) <= TEMPERATURE_GRADIENT_TOLERANCE * abs(float(exact_t))
@@ -107,13 +113,12 @@ def test_model_context_uses_the_chosen_kernel(monkeypatch) -> None:
 
 def test_kernel_choice_follows_the_cpu_and_the_override(monkeypatch) -> None:
     monkeypatch.delenv(channel_attention.KERNEL_ENV, raising=False)
-    monkeypatch.setattr(channel_attention, "_native_bf16", lambda: True)
-    assert context_kernel(torch.device("cpu")) == "bf16-backward"
+    assert context_kernel(torch.device("cpu")) == "stored"  # every CPU, with or without native bf16
     assert context_kernel(torch.device("meta")) == "sdpa"  # GPUs and other devices keep the fused kernel
-    monkeypatch.setattr(channel_attention, "_native_bf16", lambda: False)
+    monkeypatch.setenv(channel_attention.KERNEL_ENV, "sdpa")
     assert context_kernel(torch.device("cpu")) == "sdpa"
-    monkeypatch.setenv(channel_attention.KERNEL_ENV, "bf16-backward")
-    assert context_kernel(torch.device("cpu")) == "bf16-backward"
+    monkeypatch.setenv(channel_attention.KERNEL_ENV, "stored")
+    assert context_kernel(torch.device("meta")) == "stored"
     monkeypatch.setenv(channel_attention.KERNEL_ENV, "fast")
     with pytest.raises(ValueError, match="VIBCAM_ATTENTION_KERNEL='fast'"):
         context_kernel(torch.device("cpu"))
@@ -122,27 +127,38 @@ def test_kernel_choice_follows_the_cpu_and_the_override(monkeypatch) -> None:
 def test_without_gradients_no_attention_matrix_is_stored(monkeypatch) -> None:
     """predict() and evaluation run under no_grad: the fused fp32 kernel, nothing kept for a backward."""
     calls = []
-    monkeypatch.setattr(channel_attention._Bf16BackwardContext, "apply", lambda *a: calls.append(a))
+    monkeypatch.setattr(channel_attention._StoredContext, "apply", lambda *a: calls.append(a))
     x, mu = layer4_like(2, 64, 16, seed=0)
     with torch.no_grad():
-        context = attended_context(x, mu, torch.tensor(1.0, requires_grad=True), "bf16-backward")
+        context = attended_context(x, mu, torch.tensor(1.0, requires_grad=True), "stored")
     assert calls == [] and context.shape == (2, 64)
 
 
 def test_above_the_maximum_temperature_training_falls_back_to_the_fp32_kernel(monkeypatch) -> None:
-    """exp(-t) of a dead channel's row would near fp32's underflow: the exact kernel takes over."""
+    """exp(-t) of a dead channel's row would near fp32's underflow: the fused kernel takes over."""
     calls = []
-    original = channel_attention._Bf16BackwardContext.apply
-    monkeypatch.setattr(channel_attention._Bf16BackwardContext, "apply", lambda *a: calls.append(a) or original(*a))
+    original = channel_attention._StoredContext.apply
+    monkeypatch.setattr(channel_attention._StoredContext, "apply", lambda *a: calls.append(a) or original(*a))
     x, mu = layer4_like(2, 64, 16, seed=4)
     weights = torch.randn(2, 64, generator=torch.Generator().manual_seed(3))
     hot = torch.tensor(math.log(channel_attention.MAX_TEMPERATURE * 1.5))
-    context, gradients = value_and_gradients("bf16-backward", x, mu, hot, weights)
+    _, gradients = value_and_gradients("stored", x, mu, hot, weights)
     assert calls == []
     _, reference = value_and_gradients(None, x, mu, hot, weights)
     assert float((gradients[0] - reference[0]).abs().max()) <= 1e-4 * float(reference[0].abs().max())
-    value_and_gradients("bf16-backward", x, mu, torch.tensor(math.log(5.0)), weights)
-    assert len(calls) == 1  # below it, the bf16 kernel
+    value_and_gradients("stored", x, mu, torch.tensor(math.log(5.0)), weights)
+    assert len(calls) == 1  # below it, the stored kernel
+
+
+def test_a_batch_too_large_to_store_falls_back_to_the_fused_kernel(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(channel_attention._StoredContext, "apply", lambda *a: calls.append(a))
+    monkeypatch.setattr(channel_attention, "MAX_STORED_BYTES", 2 * 64 * 64 * 4 - 1)
+    x, mu = layer4_like(2, 64, 16, seed=0)
+    context = attended_context(x.requires_grad_(True), mu, torch.tensor(1.0), "stored")
+    assert calls == [] and context.requires_grad
+    attended_context(x[:1], mu[:1], torch.tensor(1.0), "stored")
+    assert len(calls) == 1
 
 
 def test_attention_buffers_are_reused_only_once_released() -> None:
@@ -150,13 +166,13 @@ def test_attention_buffers_are_reused_only_once_released() -> None:
     x, mu = layer4_like(2, 64, 16, seed=0)
     log_temperature = torch.tensor(1.0, requires_grad=True)
     channel_attention._spare_attention.clear()
-    first = attended_context(x, mu, log_temperature, "bf16-backward")
-    second = attended_context(x, mu, log_temperature, "bf16-backward")
+    first = attended_context(x, mu, log_temperature, "stored")
+    second = attended_context(x, mu, log_temperature, "stored")
     held = [first.grad_fn.saved_tensors[3].data_ptr(), second.grad_fn.saved_tensors[3].data_ptr()]
     assert held[0] != held[1]  # both graphs alive: two buffers
     del first
     assert [b.data_ptr() for b in channel_attention._spare_attention] == [held[0]]
-    third = attended_context(x, mu, log_temperature, "bf16-backward")
+    third = attended_context(x, mu, log_temperature, "stored")
     assert third.grad_fn.saved_tensors[3].data_ptr() == held[0]  # reused
     third.sum().backward()
     second.sum().backward()

@@ -203,7 +203,7 @@ def test_local_torchvision_weights_load_strictly_except_fc(tmp_path) -> None:
 
 
 def test_fused_context_equals_the_explicit_attention_product(monkeypatch) -> None:
-    """The fp32 kernel, on every CPU; the bf16-backward kernel has its own bound in test_models_attention."""
+    """The fused kernel against the explicit product; both kernels against float64 in test_models_attention."""
     monkeypatch.setenv("VIBCAM_ATTENTION_KERNEL", "sdpa")
     torch.manual_seed(0)
     model = build_model("resnet18", 3, "vib")
