@@ -85,6 +85,19 @@ def test_target_truth_and_predicted(model, images, name):
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
+def test_from_features_explains_the_true_class_by_default(model, images, name):
+    """cams.explain shares one backbone pass between methods through `from_features`; like a call on
+    images, it must explain the labels when no target is named (what a study package records)."""
+    method = make_method(name, model)
+    labels = torch.tensor([3, 3, 0, 1])
+    with torch.no_grad():
+        features = model.features(images)
+    shared = method.from_features(features, labels)
+    assert shared.classes.tolist() == labels.tolist()
+    torch.testing.assert_close(shared.maps, method(images, labels).maps)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
 def test_one_backbone_pass_per_batch(model, images, name):
     calls = []
     handle = model.features.register_forward_hook(lambda *_: calls.append(1))
