@@ -131,6 +131,38 @@ def min_vote_gap_s(value: str | None) -> float:
     return (ms if ms >= 0 else DEFAULT_MIN_VOTE_GAP_MS) / 1000
 
 
+DEFAULT_ARM_MS = 400  # nobody judges a new pair this fast; below the analysis' 500 ms minimum
+
+
+def arm_ms(value: str | None) -> int:
+    """``$SURVEY_VOTE_ARM_MS`` (default 400): how long a new pair's buttons take no clicks after the
+    browser draws them (:func:`arming_css`). 0 turns it off; anything but a whole number >= 0 falls
+    back to the default."""
+    try:
+        ms = int(value) if value not in (None, "") else DEFAULT_ARM_MS
+    except ValueError:
+        ms = DEFAULT_ARM_MS
+    return ms if ms >= 0 else DEFAULT_ARM_MS
+
+
+def arming_css(token: str, ms: int) -> str:
+    """A style that keeps the buttons of the trial ``token`` unclickable for ``ms`` after the browser
+    draws them ("" when ``ms`` is 0).
+
+    Why: Streamlit reuses the previous pair's button elements for the next pair, so a click repeated
+    on a slow page can land on the new pair's button the instant it is drawn, however late that
+    reaches the server (``survey.clicks.VoteSpacing`` only catches it within 500 ms of the previous
+    click's arrival; under load the new pair can take seconds to show). The browser itself knows when
+    the pair appeared: an animation named after the token starts when the new pair's keys take over
+    the element and holds ``pointer-events: none`` while it runs. Tokens are URL-safe base64, so they
+    are valid in CSS names and selectors as they are."""
+    if ms <= 0:
+        return ""
+    name = f"vibcam-arm-{token}"
+    return (f'<style>[class*="st-key-"][class*="-{token}"] button {{ animation: {name} {ms}ms step-end; }}'
+            f"@keyframes {name} {{ from, to {{ pointer-events: none; }} }}</style>")
+
+
 def progress(position: int, total: int) -> tuple[float, str]:
     """Bar fraction (share already answered) and the text "7 / 15" for the item on screen."""
     if total <= 0:

@@ -114,8 +114,16 @@ def _welcome(view: service.StudyView, rater: str) -> None:
               on_click=_click, args=(("start", view.name, rater), service.start_rater, view.name, rater))
 
 
+def _arm_buttons(token: str) -> None:
+    """A new pair's buttons take no clicks for $SURVEY_VOTE_ARM_MS after the browser draws them."""
+    css = ui_logic.arming_css(token, ui_logic.arm_ms(os.environ.get("SURVEY_VOTE_ARM_MS")))
+    if css:
+        st.html(css)
+
+
 def _show_trial(view: service.StudyView, rater: str, trial: service.Trial) -> None:
     vote = ("vote", view.name, rater, trial.token)  # one write per trial, whichever button and how often
+    _arm_buttons(trial.token)
     fraction, text = ui_logic.progress(trial.position, trial.total)
     st.progress(fraction, text=text)
     st.markdown(ui_logic.question_markdown(view.question, trial.label))
@@ -159,6 +167,7 @@ def _distinction_example(view: service.StudyView) -> None:
 def _show_screen(view: service.StudyView, rater: str, screen: distinction_service.DistinctionScreen) -> None:
     """One distinction trial: one click (a confidence number under a map) answers it."""
     answer = ("vote", view.name, rater, screen.token)  # one write per trial, whichever button and how often
+    _arm_buttons(screen.token)
     fraction, text = ui_logic.progress(screen.position, screen.total)
     st.progress(fraction, text=text)
     st.markdown(ui_logic.escape_markdown(screen.question))

@@ -242,6 +242,36 @@ def test_sigkill_loses_no_acknowledged_vote(tmp_path: Path, sqlite_url: str, pla
     assert list(votes["position"]) == list(range(1, n + 1)) and set(votes["rater"]) == {"crash"}
 
 
+def test_a_click_as_a_new_pair_appears_is_not_a_vote(tmp_path: Path, sqlite_url: str, playwright):
+    """A new pair's buttons take no clicks while $SURVEY_VOTE_ARM_MS runs (here 3 s, with the server's
+    VoteSpacing off, so only the browser-side arming can stop the click), then they do."""
+    study = make_study(tmp_path, sqlite_url, n_items=3, n_checks=0)
+    n = study.n_trials
+    browser = ub.launch_chromium(playwright)
+    try:
+        env = {"SURVEY_VOTE_ARM_MS": "3000", "SURVEY_MIN_VOTE_GAP_MS": "0"}
+        with ub.serve_app(sqlite_url, log_dir=tmp_path, env=env) as server:
+            page = browser.new_page(viewport=ub.DESKTOP)
+            page.goto(server.link(study=study.name, rater="quick"))
+            ub.agree(page)
+            ub.wait_for_progress(page, f"1 / {n}")
+            ub.choose(page, "A")  # an actionable click: Playwright waits until the button takes clicks
+            ub.wait_for_progress(page, f"2 / {n}")
+            page.locator('[data-stale="false"][class*="st-key-B-"] button').click(force=True)  # at once
+            page.wait_for_timeout(1000)
+            assert ub.progress_text(page) == f"2 / {n}"
+            dispose_engines()
+            assert len(votes_frame(sqlite_url, study.name)) == 1
+            page.wait_for_timeout(2500)  # armed now: the same click counts
+            page.locator('[data-stale="false"][class*="st-key-B-"] button').click(force=True)
+            ub.wait_for_progress(page, f"3 / {n}")
+    finally:
+        browser.close()
+    dispose_engines()
+    votes = votes_frame(sqlite_url, study.name)
+    assert list(votes["chosen_side"]) == ["left", "right"]
+
+
 def test_demo_admin_password_and_lockout_across_tabs(tmp_path: Path, sqlite_url: str, playwright):
     """The demo's printed password works on its localhost server (SURVEY_DEMO=1, bound to 127.0.0.1 as
     scripts/demo.py does); then five wrong guesses, each from a new tab, lock out even the right one."""

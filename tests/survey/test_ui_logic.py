@@ -241,3 +241,23 @@ def test_min_vote_gap_from_the_environment():
     assert ui_logic.min_vote_gap_s(None) == 0.5 and ui_logic.min_vote_gap_s("") == 0.5
     assert ui_logic.min_vote_gap_s("0") == 0.0 and ui_logic.min_vote_gap_s("750") == 0.75
     assert ui_logic.min_vote_gap_s("fast") == 0.5 and ui_logic.min_vote_gap_s("-3") == 0.5
+
+
+def test_arming_time_from_the_environment():
+    assert ui_logic.arm_ms(None) == 400 and ui_logic.arm_ms("") == 400
+    assert ui_logic.arm_ms("0") == 0 and ui_logic.arm_ms("1500") == 1500
+    assert ui_logic.arm_ms("soon") == 400 and ui_logic.arm_ms("-1") == 400
+
+
+def test_arming_css_is_named_after_the_trial_so_each_new_pair_restarts_it():
+    """The browser restarts an animation only when its name changes, and Streamlit reuses the button
+    elements from pair to pair: one name per trial token is what makes every new pair start unarmed."""
+    token = "Zx-9_kLq0aB"
+    css = ui_logic.arming_css(token, 400)
+    assert css.startswith("<style>") and css.endswith("</style>")
+    assert f'[class*="st-key-"][class*="-{token}"] button' in css
+    assert f"animation: vibcam-arm-{token} 400ms step-end;" in css
+    assert f"@keyframes vibcam-arm-{token} {{ from, to {{ pointer-events: none; }} }}" in css
+    other = ui_logic.arming_css("other", 400)
+    assert "vibcam-arm-other" in other and token not in other
+    assert ui_logic.arming_css(token, 0) == ""
