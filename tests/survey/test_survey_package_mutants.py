@@ -7,14 +7,28 @@ references; and the texts of the errors around reading and writing a package.
 The manifests are built in memory (no files): ``validate_manifest`` never touches the disk."""
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from survey.package import (
+    MANIFEST_NAME,
     SCHEMA,
+    CamsCandidate,
+    CamsSection,
+    CatchTrial,
+    PackageError,
+    Problem,
+    load_package,
     manifest_task,
+    package_files,
     validate_manifest,
+    validate_package,
+    write_manifest,
 )
 
 FIX = "; regenerate the package with python -m cams.generate"
@@ -1001,3 +1015,261 @@ def test_each_broken_manifest_gets_exactly_its_problems(name: str, base, edit, e
     manifest = base()
     edit(manifest)
     assert problems(manifest) == expected
+
+
+def test_a_list_as_item_id_is_reported_not_a_crash() -> None:
+    manifest = pairwise()
+    it(manifest, 0)["id"] = ["i-1"]
+    assert problems(manifest) == [
+        C("manifest / cams.items.i-1: unknown key (expected i-2, i-3)"),
+        "items[0] / id: must match [A-Za-z0-9_.-]{1,128}, got ['i-1']"]
+
+
+def test_a_non_object_manifest_is_one_problem() -> None:
+    assert validate_manifest([pairwise()]) == [Problem("manifest", "", "must be a JSON object, got list")]
+
+
+def test_problems_carry_where_and_field_apart() -> None:
+    """Tools group problems by item (``where``) and key (``field``): each is its own attribute."""
+    manifest = pairwise()
+    it(manifest, 0)["maps"].pop("vib")
+    ci(manifest, "i-1")["targets"].pop("vib")
+    assert validate_manifest(manifest) == [
+        Problem("manifest", "cams.items.i-1.targets.vib", "missing" + FIX),
+        Problem("i-1", "maps.vib", "missing: exactly one map per method is required")]
+
+
+INDEPENDENT = ["schema other", "name with space", "created_at not a date", "question without label",
+               "instructions blank", "consent not a string", "repeats negative", "provenance a list",
+               "example unknown keys", "item unknown keys", "item label blank", "check without expected",
+               "item mask bad", "cams only bad", "cams seed str", "cams method beta str",
+               "cams item sample blank", "cams targets bad"]
+
+
+def test_every_independent_problem_is_reported_at_once() -> None:
+    """One run of the validator lists everything to fix: the problems of many broken keys together are
+    the problems of each alone."""
+    cases = {name: (edit, expected) for name, _, edit, expected in TOP_LEVEL_AND_ITEMS + CAMS_SECTION}
+    manifest, union = pairwise(), []
+    for name in INDEPENDENT:
+        edit, expected = cases[name]
+        edit(manifest)
+        union += expected
+    assert sorted(problems(manifest)) == sorted(union) and len(set(union)) == len(union) > len(INDEPENDENT)
+
+
+D_INDEPENDENT = ["d question with label", "d no preference", "d example keys", "d candidate keys",
+                 "d candidate rank five", "d answer unknown method", "d attention_check a string",
+                 "dcams check kind bad", "dcams candidate heatmap bad"]
+
+
+def test_every_independent_distinction_problem_is_reported_at_once() -> None:
+    cases = {name: (edit, expected) for name, _, edit, expected in CAMS_SECTION + DISTINCTION}
+    manifest, union = distinction(), []
+    for name in D_INDEPENDENT:
+        edit, expected = cases[name]
+        edit(manifest)
+        union += expected
+    assert sorted(problems(manifest)) == sorted(union)
+
+
+# ------------------------------------------------------------------------------ the cams section
+@pytest.mark.parametrize("base", [pairwise, distinction])
+def test_cams_section_round_trip(base) -> None:
+    manifest = base()
+    section = CamsSection.from_manifest(manifest)
+    assert section is not None and section.to_json() == manifest["cams"]
+    assert json.dumps(section.to_json()) == json.dumps(manifest["cams"])  # key order too
+    again = CamsSection.from_manifest({**manifest, "cams": section.to_json()})
+    assert again == section
+
+
+def test_cams_section_typed_values() -> None:
+    pair = CamsSection.from_manifest(pairwise())
+    assert (pair.target, pair.only, pair.seed, pair.image_size) == ("truth", "any", 0, 64)
+    assert pair.data == {"data": "synthetic"} and pair.class_names == ("cat_x", "dog_x")
+    assert pair.class_labels == ("cat", "dog")
+    assert pair.methods["vib"].beta == 0.01 and pair.methods["baseline"].beta is None
+    vib = pair.methods["vib"]
+    assert (vib.cam, vib.arch, vib.head) == ("cam", "resnet18", "vib")
+    assert pair.items["i-2"].check == CatchTrial("vib", "wrong-class") and pair.items["i-1"].check is None
+    assert (pair.items["i-3"].sample, pair.items["i-3"].label_index) == ("val/3.png", 1)
+    assert pair.items["i-3"].targets == {"vib": 1, "baseline": 0} and pair.items["i-3"].candidates is None
+    dist = CamsSection.from_manifest(distinction())
+    assert dist.items["d-2"].check == CatchTrial(None, "on-object")
+    assert dist.items["d-1"].candidates["baseline"][3] == CamsCandidate(4, "heat/2-3.npy")
+    assert dist.items["d-2"].candidates["vib"] == tuple(CamsCandidate(c) for c in (1, 2, 3, 4))
+    stored = dist.to_json()["items"]
+    assert stored["d-2"]["check"] == {"kind": "on-object"}
+    assert stored["d-2"]["candidates"]["vib"][0] == {"class": 1}
+    assert list(pair.to_json()["items"]["i-2"]["check"]) == ["expected", "kind"]
+
+
+def test_cams_section_is_parsed_apart_from_other_problems() -> None:
+    """cams.metrics reads the section of any package; a problem elsewhere in the manifest is not its
+    business, a problem of the section is, naming the package and the fix."""
+    manifest = pairwise()
+    manifest["question"] = "no placeholder"
+    assert CamsSection.from_manifest(manifest) is not None
+    manifest.pop("cams")
+    assert CamsSection.from_manifest(manifest) is None
+    broken = pairwise()
+    ci(broken, "i-1").pop("sample")
+    with pytest.raises(PackageError) as caught:
+        CamsSection.from_manifest(broken, "studies/demo")
+    assert str(caught.value) == ("1 problem(s) in study package studies/demo:\n"
+                                 "  - manifest / cams.items.i-1.sample: missing" + FIX)
+    with pytest.raises(PackageError, match=r"^1 problem\(s\) in study manifest:"):
+        CamsSection.from_manifest(broken)
+
+
+# --------------------------------------------------------------------------- referenced files
+PAIRWISE_FILES = [  # (where, field) of every file the pairwise manifest names
+    ("example", "image"), ("example", "maps.vib"), ("example", "maps.baseline"),
+    ("i-1", "image"), ("i-1", "maps.vib"), ("i-1", "maps.baseline"), ("i-1", "mask"), ("i-1", "heatmaps.vib"),
+    ("i-1", "heatmaps.baseline"), ("i-2", "image"), ("i-2", "maps.vib"), ("i-2", "maps.baseline"),
+    ("i-3", "image"), ("i-3", "maps.vib"), ("i-3", "maps.baseline")]
+
+
+METHODS = ("vib", "baseline")
+
+
+def _distinction_files() -> list[tuple[str, str]]:
+    found = [("example", "image")] + [("example", f"candidates[{k}].map") for k in range(4)]
+    for item_id, has_mask in (("d-1", True), ("d-2", False)):
+        found.append((item_id, "image"))
+        found += [(item_id, f"candidates.{method}[{k}].map") for method in METHODS for k in range(4)]
+        found += [(item_id, "mask")] if has_mask else []
+    found += [("d-1", f"cams.candidates.{method}[{k}].heatmap") for method in METHODS for k in range(4)]
+    return found
+
+
+@pytest.mark.parametrize("base, expected", [(pairwise, PAIRWISE_FILES), (distinction, _distinction_files())])
+def test_every_referenced_file_is_checked_and_named(tmp_path: Path, base, expected) -> None:
+    """A package with its manifest but no files: each referenced file is reported missing, under the
+    item and field that name it, and ``package_files`` lists exactly these paths (the fingerprint's)."""
+    manifest = base()
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    found = validate_package(tmp_path)
+    assert [(p.where, p.field) for p in found] == expected
+    assert all(p.reason.startswith("file not found: ") for p in found)
+    paths = [p.reason.removeprefix("file not found: ") for p in found]
+    assert package_files(tmp_path, manifest) == sorted(set(paths))
+    assert "images/e.png" in paths and len(set(paths)) == len(paths)
+
+
+def test_references_in_a_broken_manifest_are_still_checked(tmp_path: Path) -> None:
+    """Files are checked even when the structure is broken: whatever can be read is, the rest skipped."""
+    manifest = {
+        "example": {"image": "images/e.png", "maps": ["maps/x.png"],
+                    "candidates": [None, {"map": "maps/c.png"}]},
+        "items": [
+            "not an item",
+            {"id": "bad id", "image": "images/b.png", "maps": {"vib": "/abs.png", "baseline": "maps/1.png"},
+             "candidates": {"vib": "x", "baseline": [{"map": "maps/2.png"}, 3]}, "mask": "../m.png",
+             "heatmaps": {"vib": "heat/h.npy"}},
+            {"id": "i-2", "candidates": ["maps/3.png"], "heatmaps": "heat/x.npy"},
+        ],
+        "cams": {"items": {"i-2": {"candidates": {"vib": [{"heatmap": "heat/c.npy"}, {"class": 1}, 5],
+                                                  "baseline": "x"}},
+                           "i-3": {"candidates": []}, "i-4": 7}},
+    }
+    assert package_files(tmp_path, manifest) == [
+        "heat/c.npy", "heat/h.npy", "images/b.png", "images/e.png", "maps/1.png", "maps/2.png", "maps/c.png"]
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    missing = [(p.where, p.field) for p in validate_package(tmp_path)
+               if p.reason.startswith("file not found")]
+    assert missing == [("example", "image"), ("example", "candidates[1].map"), ("items[1]", "image"),
+                       ("items[1]", "maps.baseline"), ("items[1]", "candidates.baseline[0].map"),
+                       ("items[1]", "heatmaps.vib"), ("i-2", "cams.candidates.vib[0].heatmap")]
+    for odd in ({"cams": []}, {"cams": {"items": []}}, {"items": {"i-1": {}}}, {"example": "x"}):
+        assert package_files(tmp_path, odd) == []
+
+
+# ------------------------------------------------------------------------- reading and writing
+def test_reading_problems_name_the_package_and_the_fix(tmp_path: Path) -> None:
+    absent = tmp_path / "nope"
+    assert validate_package(absent) == [
+        Problem("manifest", "", f"package folder {absent} does not exist or is not a folder")]
+    assert validate_package(tmp_path) == [Problem("manifest", "", f"manifest.json not found in {tmp_path}")]
+    (tmp_path / "manifest.json").mkdir()
+    assert validate_package(tmp_path) == [Problem("manifest", "", f"manifest.json not found in {tmp_path}")]
+    (tmp_path / "manifest.json").rmdir()
+    (tmp_path / MANIFEST_NAME).write_bytes(b'{"name": "caf\xe9"}')  # Latin-1, not UTF-8
+    (found,) = validate_package(tmp_path)
+    assert (found.where, found.field) == ("manifest", "")
+    assert found.reason.startswith("manifest.json is not valid UTF-8 JSON ('utf-8' codec can't decode")
+    (tmp_path / MANIFEST_NAME).write_text("{not json")
+    assert validate_package(tmp_path) == [Problem(
+        "manifest", "", "manifest.json is not valid UTF-8 JSON (Expecting property name enclosed in "
+        "double quotes: line 1 column 2 (char 1))")]
+
+
+def test_a_manifest_behind_an_escaping_link_is_not_read(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text(json.dumps(pairwise()))
+    root = tmp_path / "pkg"
+    root.mkdir()
+    (root / MANIFEST_NAME).symlink_to(outside)
+    (found,) = validate_package(root)
+    assert (found.where, found.field) == ("manifest", "")
+    assert found.reason == (f"path 'manifest.json' resolves to {outside}, outside the package folder "
+                            f"{root.resolve()}")
+
+
+def test_a_manifest_that_is_not_an_object_is_reported_without_file_checks(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST_NAME).write_text("[1, 2]")
+    assert validate_package(tmp_path) == [Problem("manifest", "", "must be a JSON object, got list")]
+
+
+def test_write_manifest_writes_readable_utf8_json(tmp_path: Path) -> None:
+    manifest = pairwise()
+    it(manifest, 0)["label"] = "café ☕"
+    write_manifest(tmp_path, manifest)
+    text = (tmp_path / MANIFEST_NAME).read_text(encoding="utf-8")
+    assert text == json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    # indented and not escaped: readable and diffable by hand
+    assert '"label": "café ☕"' in text and '\n  "schema": ' in text
+
+
+def test_write_and_load_refuse_a_broken_manifest_naming_the_package(tmp_path: Path) -> None:
+    manifest = pairwise()
+    manifest["name"] = "bad name"
+    root = tmp_path / "pkg"
+    root.mkdir()
+    with pytest.raises(PackageError) as caught:
+        write_manifest(root, manifest)
+    assert str(caught.value) == (f"1 problem(s) in study package {root}:\n"
+                                 "  - manifest / name: must match [A-Za-z0-9_-]{1,64}, got 'bad name'")
+    assert not (root / MANIFEST_NAME).exists()
+    (root / MANIFEST_NAME).write_text(json.dumps(copy.deepcopy(manifest)))
+    with pytest.raises(PackageError) as caught:
+        load_package(root)
+    assert str(caught.value).startswith(f"{len(caught.value.problems)} problem(s) in study package {root}:\n")
+    assert "  - manifest / name: must match" in str(caught.value)
+
+
+def test_an_image_over_pillows_pixel_limit_is_refused_not_decoded(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow only warns between its pixel limit and twice that; the validator refuses those too (a
+    decompression bomb must not reach the rater server)."""
+    from survey.package import _decode
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    warned, failed = tmp_path / "warn.png", tmp_path / "fail.png"
+    Image.new("RGB", (12, 12)).save(warned)   # 144 pixels: above the limit, below twice it
+    Image.new("RGB", (20, 20)).save(failed)   # 400 pixels: Pillow refuses these itself
+    for path in (warned, failed):
+        with pytest.raises(ValueError, match=r"^image too large \(Image size \(\d+ pixels\) exceeds limit"):
+            _decode(path)
+
+
+def test_a_file_that_is_no_image_names_pillows_error(tmp_path: Path) -> None:
+    from survey.package import _decode
+
+    path = tmp_path / "x.png"
+    path.write_bytes(b"not an image at all")
+    with pytest.raises(ValueError) as caught:
+        _decode(path)
+    assert str(caught.value).startswith(
+        "does not decode as an image (UnidentifiedImageError: cannot identify")
