@@ -725,7 +725,8 @@ def _check_cams_item(out: _Collector, field: str, entry: object, methods: list, 
 
     def check_class(key: str, value: object) -> None:
         if not _is_int(value) or value < 0 or (n_classes is not None and value >= n_classes):
-            out.add("manifest", key, f"must be a class index in [0, {(n_classes or 1) - 1}], got {value!r}")
+            bounds = "(a non-negative integer)" if n_classes is None else f"in [0, {n_classes - 1}]"
+            out.add("manifest", key, f"must be a class index {bounds}, got {value!r}")
 
     if "label_index" in entry:
         check_class(f"{field}.label_index", entry["label_index"])

@@ -1008,13 +1008,92 @@ DISTINCTION: list[Case] = [
 ]
 
 
+# mutants of the first runs: a broken entry before others, a broken list and a wrong answer together,
+# class 0, a missing or odd targets object, an answer out of range
+MORE: list[Case] = [
+    ('all checks without repeats', pairwise,
+     lambda m: ([x.update(attention_check=True, expected="vib") for x in m["items"]], m.pop("repeats")),
+     [C('manifest / cams.items.i-1.check: missing: the item is an attention check'),
+      C('manifest / cams.items.i-3.check: missing: the item is an attention check'),
+      'manifest / items: needs at least one item that is not an attention check']),
+    ('d all checks without repeats', distinction,
+     lambda m: (it(m, 0).update(attention_check=True), m.pop("repeats")),
+     [C('manifest / cams.items.d-1.check: missing: the item is an attention check'),
+      'manifest / items: needs at least one item that is not an attention check']),
+    ('d candidate not object before others', distinction,
+     lambda m: (ic(m, 0, "vib").__setitem__(1, "dog"), ic(m, 0, "vib")[3].update(rank=5)),
+     ['item d-1 / candidates.vib[1]: must be an object {label, map, rank}',
+      ("item d-1 / candidates.vib[3].rank: must be an integer 1..4 (1 = the model's predicti"
+       'on), got 5')]),
+    ('d unknown key and answer elsewhere', distinction,
+     lambda m: (ic(m, 0, "vib")[3].update(zeta=1), it(m, 0)["answer"].update(vib=2), m.pop("cams")),
+     ['item d-1 / candidates.vib[3].zeta: unknown key (candidates are strict)']),
+    ('d blank label and answer elsewhere', distinction,
+     lambda m: (ic(m, 0, "vib")[3].update(label=""), it(m, 0)["answer"].update(vib=2), m.pop("cams")),
+     [('item d-1 / candidates.vib[3].label: must be a non-empty string (the class name shown'
+       ' with the map)')]),
+    ('d repeated label and answer elsewhere', distinction,
+     lambda m: (ic(m, 0, "vib")[3].update(label="cat"), it(m, 0)["answer"].update(vib=2), m.pop("cams")),
+     [("item d-1 / candidates.vib[3].label: label 'cat' repeats candidate 0; the labels of o"
+       'ne list must differ')]),
+    ('d missing map and answer elsewhere', distinction,
+     lambda m: (ic(m, 0, "vib")[3].pop("map"), it(m, 0)["answer"].update(vib=2), m.pop("cams")),
+     ['item d-1 / candidates.vib[3].map: missing: every candidate needs its map']),
+    ('d bad map and answer elsewhere', distinction,
+     lambda m: (ic(m, 0, "vib")[3].update(map="/x.png"), it(m, 0)["answer"].update(vib=2), m.pop("cams")),
+     [("item d-1 / candidates.vib[3].map: absolute path '/x.png' not allowed; paths are rela"
+       'tive to the package folder')]),
+    ('d unknown method listed first', distinction,
+     lambda m: (it(m, 0).update(candidates={"gradcam": [], **it(m, 0)["candidates"]}),
+                ic(m, 0, "baseline")[3].update(rank=5)),
+     [("item d-1 / candidates.gradcam: unknown method 'gradcam'; methods are ['vib', 'baseli"
+       "ne']"),
+      ("item d-1 / candidates.baseline[3].rank: must be an integer 1..4 (1 = the model's pre"
+       'diction), got 5')]),
+    ('d answer out of range', distinction,
+     lambda m: it(m, 0)["answer"].update(vib=4),
+     [("item d-1 / answer.vib: is 4 but the rank-1 candidate (the model's prediction) is can"
+       'didates.vib[0]')]),
+    ('d answer negative', distinction,
+     lambda m: it(m, 0)["answer"].update(vib=-1),
+     [("item d-1 / answer.vib: is -1 but the rank-1 candidate (the model's prediction) is ca"
+       'ndidates.vib[0]')]),
+    ('dcams candidate not object before others', distinction,
+     lambda m: (cc(m, "d-1", "vib").__setitem__(1, 1), cc(m, "d-1", "vib")[3].update({"class": 5})),
+     [C('manifest / cams.items.d-1.candidates.vib[1]: must be an object, got int'),
+      C('manifest / cams.items.d-1.candidates.vib[3].class: must be a class index in [0, 4], '
+       'got 5')]),
+    ('dcams class zero shown wrong', distinction,
+     lambda m: (cc(m, "d-1", "vib")[0].update({"class": 1}), cc(m, "d-1", "vib")[1].update({"class": 0})),
+     [C("manifest / cams.items.d-1.candidates.vib[0].class: class 1 is 'dog' but the item sho"
+       "ws 'cat'"),
+      C("manifest / cams.items.d-1.candidates.vib[1].class: class 0 is 'cat' but the item sho"
+       "ws 'dog'"),
+      C("manifest / cams.items.d-1.candidates.vib[0].class: the answer's class 1 differs from"
+       ' targets.vib = 0 (the rank-1 class)')]),
+    ('dcams targets missing', distinction,
+     lambda m: ci(m, "d-1").pop("targets"),
+     [C('manifest / cams.items.d-1.targets: missing')]),
+    ('dcams targets not object', distinction,
+     lambda m: ci(m, "d-1").update(targets=[0, 1]),
+     [C('manifest / cams.items.d-1.targets: must be an object, got list')]),
+    ('cams class index without class list', pairwise,
+     lambda m: (m["cams"].update(class_names=[]), ci(m, "i-1").update(label_index=-1)),
+     [C('manifest / cams.class_names: must be a non-empty list of strings'),
+      C('manifest / cams.class_labels: 2 labels for 0 class names'),
+      C('manifest / cams.items.i-1.label_index: must be a class index (a non-negative integer'
+       '), got -1')]),
+]
+
 @pytest.mark.parametrize("name, base, edit, expected",
-                         TOP_LEVEL_AND_ITEMS + CAMS_SECTION + DISTINCTION,
-                         ids=[case[0] for case in TOP_LEVEL_AND_ITEMS + CAMS_SECTION + DISTINCTION])
+                         TOP_LEVEL_AND_ITEMS + CAMS_SECTION + DISTINCTION + MORE,
+                         ids=[case[0] for case in TOP_LEVEL_AND_ITEMS + CAMS_SECTION + DISTINCTION + MORE])
 def test_each_broken_manifest_gets_exactly_its_problems(name: str, base, edit, expected: list[str]) -> None:
     manifest = base()
     edit(manifest)
     assert problems(manifest) == expected
+    # where and field are strings ("" for none): tools group and sort problems by them
+    assert all(isinstance(p.where, str) and isinstance(p.field, str) for p in validate_manifest(manifest))
 
 
 def test_a_list_as_item_id_is_reported_not_a_crash() -> None:
