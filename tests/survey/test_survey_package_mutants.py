@@ -1250,7 +1250,7 @@ def test_references_in_a_broken_manifest_are_still_checked(tmp_path: Path) -> No
             {"id": "i-2", "candidates": ["maps/3.png"], "heatmaps": "heat/x.npy"},
         ],
         "cams": {"items": {"i-2": {"candidates": {"vib": [{"heatmap": "heat/c.npy"}, {"class": 1}, 5],
-                                                  "baseline": "x"}},
+                                                  "baseline": 5}},
                            "i-3": {"candidates": []}, "i-4": 7}},
     }
     assert package_files(tmp_path, manifest) == [
@@ -1352,3 +1352,56 @@ def test_a_file_that_is_no_image_names_pillows_error(tmp_path: Path) -> None:
         _decode(path)
     assert str(caught.value).startswith(
         "does not decode as an image (UnidentifiedImageError: cannot identify")
+
+
+def _write_files(root: Path, manifest: dict, size: tuple[int, int] = (8, 8)) -> None:
+    """Every file the manifest references: PNG images and maps, greyscale masks, ``.npy`` heatmaps."""
+    for relative in package_files(root, manifest):
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if relative.endswith(".npy"):
+            path.write_bytes(b"\x93NUMPY heatmap, never decoded as an image")
+        else:
+            Image.new("L" if relative.startswith("masks/") else "RGB", size).save(path, format="PNG")
+
+
+@pytest.mark.parametrize("base", [pairwise, distinction])
+def test_a_complete_package_on_disk_is_valid(tmp_path: Path, base) -> None:
+    """Heatmaps (also the cams section's) are checked to exist, not decoded as images."""
+    manifest = base()
+    _write_files(tmp_path, manifest)
+    write_manifest(tmp_path, manifest)
+    assert validate_package(tmp_path) == []
+
+
+def test_the_example_maps_must_share_a_size(tmp_path: Path) -> None:
+    manifest = pairwise()
+    _write_files(tmp_path, manifest)
+    Image.new("RGB", (8, 9)).save(tmp_path / manifest["example"]["maps"]["baseline"], format="PNG")
+    write_manifest(tmp_path, manifest)
+    assert validate_package(tmp_path) == [Problem(
+        "example", "maps.baseline",
+        "map is 8x9 but another map of this item is 8x8; the pair is shown at the same size")]
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def test_an_image_pillow_only_warns_about_is_accepted(tmp_path: Path) -> None:
+    """Only decompression-bomb warnings refuse an image: a PNG with a broken animation header (Pillow
+    warns and shows the still image, as browsers do) is a valid image."""
+    from survey.package import _decode
+
+    path = tmp_path / "x.png"
+    Image.new("RGB", (5, 4)).save(path, format="PNG")
+    data = path.read_bytes()
+    header_end = 8 + 25  # signature, IHDR
+    path.write_bytes(data[:header_end] + _png_chunk(b"acTL", bytes(8)) + data[header_end:])
+    with pytest.warns(UserWarning, match="Invalid APNG"), Image.open(path) as im:
+        im.load()
+    with pytest.warns(UserWarning, match="Invalid APNG"):
+        assert _decode(path) == ("PNG", (5, 4), "RGB")
