@@ -1083,6 +1083,10 @@ MORE: list[Case] = [
       C('manifest / cams.class_labels: 2 labels for 0 class names'),
       C('manifest / cams.items.i-1.label_index: must be a class index (a non-negative integer'
        '), got -1')]),
+    ('cams unknown id before others', pairwise,
+     lambda m: (m["cams"].update(items={"i-0": {}, **m["cams"]["items"]}), ci(m, "i-3").pop("sample")),
+     [C('manifest / cams.items.i-0: unknown key (expected i-1, i-2, i-3)'),
+      C('manifest / cams.items.i-3.sample: missing')]),
 ]
 
 @pytest.mark.parametrize("name, base, edit, expected",
