@@ -75,7 +75,8 @@ TARGETS: dict[str, Target] = {
     "package": Target(
         files=["survey/package.py"],
         tests=["tests/survey/test_survey_package.py", "tests/survey/test_survey_package_paths.py",
-               "tests/survey/test_survey_package_details.py"],
+               "tests/survey/test_survey_package_details.py", "tests/survey/test_distinction_package.py",
+               "tests/survey/test_survey_package_mutants.py"],
         note="study-package validator",
     ),
     "votes": Target(

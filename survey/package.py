@@ -663,7 +663,9 @@ def _cams_section_problems(data: dict) -> list[Problem]:
     keys = {"target", "only", "seed", "image_size", "data", "class_names", "class_labels", "methods", "items"}
     if not _exact_keys(out, "cams", section, keys):
         return out.problems
-    if section.get("target") not in CAMS_TARGETS:
+    if "target" not in section:
+        pass  # reported as missing
+    elif section["target"] not in CAMS_TARGETS:
         out.add("manifest", "cams.target", f"must be one of {', '.join(CAMS_TARGETS)}, got {section.get('target')!r}")
     elif data.get("task") == "distinction" and section["target"] != "predicted":
         out.add("manifest", "cams.target", "must be 'predicted' in a distinction package (its maps explain "
@@ -681,8 +683,10 @@ def _cams_section_problems(data: dict) -> list[Problem]:
             out.add("manifest", f"cams.{key}", "must be a non-empty list of strings")
     if isinstance(names, list) and isinstance(labels, list) and len(names) != len(labels):
         out.add("manifest", "cams.class_labels", f"{len(labels)} labels for {len(names)} class names")
-    n_classes = len(names) if isinstance(names, list) else None
-    methods = data.get("methods") if isinstance(data.get("methods"), list) else []
+    n_classes = len(names) if isinstance(names, list) and names else None  # None: no usable class list
+    # only names that can be methods: a broken list (a number, an object) is reported by _check_top_level
+    raw_methods = data.get("methods") if isinstance(data.get("methods"), list) else []
+    methods = [name for name in raw_methods if isinstance(name, str)]
     if "methods" in section and _exact_keys(out, "cams.methods", section["methods"], set(methods)):
         for name, info in section["methods"].items():
             if _exact_keys(out, f"cams.methods.{name}", info, {"cam", "arch", "head", "beta"}):
@@ -694,9 +698,11 @@ def _cams_section_problems(data: dict) -> list[Problem]:
                     out.add("manifest", f"cams.methods.{name}.beta", f"must be a number or null, got {beta!r}")
     if "items" in section:
         items = data.get("items") if isinstance(data.get("items"), list) else []
-        by_id = {i.get("id"): i for i in items if isinstance(i, dict)}
+        by_id = {i["id"]: i for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)}
         if _exact_keys(out, "cams.items", section["items"], set(by_id)):
             for item_id, entry in section["items"].items():
+                if item_id not in by_id:  # reported as an unknown key: no item to check it against
+                    continue
                 _check_cams_item(out, f"cams.items.{item_id}", entry, methods, n_classes, by_id[item_id],
                                  data.get("task") == "distinction", labels if isinstance(labels, list) else None)
     return out.problems
@@ -719,7 +725,8 @@ def _check_cams_item(out: _Collector, field: str, entry: object, methods: list, 
 
     def check_class(key: str, value: object) -> None:
         if not _is_int(value) or value < 0 or (n_classes is not None and value >= n_classes):
-            out.add("manifest", key, f"must be a class index in [0, {(n_classes or 1) - 1}], got {value!r}")
+            bounds = "(a non-negative integer)" if n_classes is None else f"in [0, {n_classes - 1}]"
+            out.add("manifest", key, f"must be a class index {bounds}, got {value!r}")
 
     if "label_index" in entry:
         check_class(f"{field}.label_index", entry["label_index"])
@@ -759,7 +766,7 @@ def _check_cams_candidates(out: _Collector, field: str, entry: dict, methods: li
             continue
         classes = []
         for k, candidate in enumerate(listed):
-            if not _exact_keys(out, f"{at}[{k}]", candidate, {"class"}, {"heatmap"}):
+            if not _exact_keys(out, f"{at}[{k}]", candidate, {"class"}, {"heatmap"}) or "class" not in candidate:
                 continue
             check_class(f"{at}[{k}].class", candidate["class"])
             classes.append(candidate["class"])
