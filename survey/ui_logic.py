@@ -118,31 +118,29 @@ def token_from(value: object) -> str | None:
 
 
 DEFAULT_MIN_VOTE_GAP_MS = 500  # the analysis' default minimum response time (MIN_RESPONSE_MS)
+DEFAULT_ARM_MS = 400  # nobody judges a new pair this fast; below the analysis' 500 ms minimum
+
+
+def _milliseconds(value: str | None, default: int) -> int:
+    """A duration setting from the environment: a whole number of milliseconds >= 0; anything else
+    (unset, empty, not a number, negative) is ``default``, so a typo never turns a guard off."""
+    try:
+        ms = int(value) if value not in (None, "") else default
+    except ValueError:
+        return default
+    return ms if ms >= 0 else default
 
 
 def min_vote_gap_s(value: str | None) -> float:
     """``$SURVEY_MIN_VOTE_GAP_MS`` in seconds (default 0.5 s): a vote on a new pair sooner than this
-    after the rater's previous vote is the tail of a double click (``survey.clicks.VoteSpacing``).
-    A value that is not a whole number of milliseconds >= 0 falls back to the default."""
-    try:
-        ms = int(value) if value not in (None, "") else DEFAULT_MIN_VOTE_GAP_MS
-    except ValueError:
-        ms = DEFAULT_MIN_VOTE_GAP_MS
-    return (ms if ms >= 0 else DEFAULT_MIN_VOTE_GAP_MS) / 1000
-
-
-DEFAULT_ARM_MS = 400  # nobody judges a new pair this fast; below the analysis' 500 ms minimum
+    after the rater's previous vote is the tail of a double click (``survey.clicks.VoteSpacing``)."""
+    return _milliseconds(value, DEFAULT_MIN_VOTE_GAP_MS) / 1000
 
 
 def arm_ms(value: str | None) -> int:
     """``$SURVEY_VOTE_ARM_MS`` (default 400): how long a new pair's buttons take no clicks after the
-    browser draws them (:func:`arming_css`). 0 turns it off; anything but a whole number >= 0 falls
-    back to the default."""
-    try:
-        ms = int(value) if value not in (None, "") else DEFAULT_ARM_MS
-    except ValueError:
-        ms = DEFAULT_ARM_MS
-    return ms if ms >= 0 else DEFAULT_ARM_MS
+    browser draws them (:func:`arming_css`); 0 turns it off."""
+    return _milliseconds(value, DEFAULT_ARM_MS)
 
 
 def arming_css(token: str, ms: int) -> str:
