@@ -8,6 +8,7 @@ downloaded: Playwright only drives ``/usr/bin/chromium``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -43,6 +44,10 @@ def _streamlit_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "streamlit"]
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Streamlit's rich tracebacks are coloured
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_.]*(?:Error|Exception): .*$", re.MULTILINE)
+
+
 @dataclass
 class AppServer:
     """A running ``streamlit run survey/app.py``; ``url`` is its base URL."""
@@ -63,6 +68,15 @@ class AppServer:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+    def errors(self) -> list[str]:
+        """The exceptions the server logged (one line each, e.g. ``RuntimeError: ...``): a rater
+        whose script run raised saw an error instead of the page."""
+        try:
+            text = _ANSI.sub("", self.log_path.read_text(errors="replace"))
+        except OSError:
+            return []
+        return [m.group(0).strip() for m in _EXCEPTION_LINE.finditer(text)]
 
     def kill_hard(self) -> None:
         """SIGKILL: no shutdown hooks, no flushing; what the database has is what survives."""

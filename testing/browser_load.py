@@ -7,6 +7,13 @@ Shared by the browser load test (tests/survey/test_browser_load.py) and
   button again every 300 ms for as long as the page has not moved on;
 - **patient**: clicks once and clicks again only when nothing happened for 5 s.
 
+How fast a rater decides and when raters arrive are the launch's shape, given by :class:`Launch`:
+by default every rater opens the link at the same instant and looks at each pair for
+``THINK_MS`` (600 ms, about the fastest vote the analysis keeps), the harshest launch there is. A
+launch as the issue describes it ("many open it in the same minute") spreads the arrivals over a
+window and draws each look from the attentive raters' response times of the simulated studies
+(log-normal, median 3.5 s).
+
 A vote counts as *acknowledged* when the page moved on (the progress bar shows the next position,
 or the thank-you page): exactly these votes must be in the database afterwards, once each.
 While the raters click, the server processes are sampled (threads, RSS, CPU time) with psutil.
@@ -14,7 +21,9 @@ While the raters click, the server processes are sampled (threads, RSS, CPU time
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import random
 import signal
 import statistics
 import threading
@@ -41,11 +50,43 @@ _STATE_JS = """() => {
         const b = box.querySelector('button');
         if (!b) continue;
         const key = Array.from(box.classList).find(c => c.startsWith('st-key-'));
-        buttons[b.innerText.trim()] = key;
+        buttons[b.textContent.trim()] = key;
     }
-    const thanks = Array.from(document.querySelectorAll('h1')).some(h => h.innerText.includes('Thank you'));
-    return {progress: bars.length ? bars[0].innerText.trim() : '', thanks: thanks, buttons: buttons};
+    const thanks = Array.from(document.querySelectorAll('h1')).some(h => h.textContent.includes('Thank you'));
+    return {progress: bars.length ? bars[0].textContent.trim() : '', thanks: thanks, buttons: buttons};
 }"""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """When raters arrive and how long each looks at a pair before voting.
+
+    ``arrive_within_s``: rater k of n opens the link ``k / n * arrive_within_s`` after the start
+    (0: all at once). ``think_median_ms`` and ``think_sigma``: each look is log-normal with this
+    median and shape (sigma 0: always the median)."""
+
+    arrive_within_s: float = 0.0
+    think_median_ms: float = ub.THINK_MS
+    think_sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.arrive_within_s < 0 or self.think_median_ms < 0 or self.think_sigma < 0:
+            raise ValueError(f"{self}: arrival window, think time and sigma must be >= 0")
+
+    def arrival_s(self, k: int, n: int) -> float:
+        return self.arrive_within_s * k / max(1, n)
+
+    def think_s(self, rng: random.Random) -> float:
+        if self.think_sigma == 0:
+            return self.think_median_ms / 1000
+        return rng.lognormvariate(math.log(self.think_median_ms), self.think_sigma) / 1000
+
+
+AT_ONCE = Launch()
+# "Many open it in the same minute", and people look at a pair as the simulated attentive raters do
+# (testing/simulated_votes.py: log-normal, median 3.5 s, sigma 0.5).
+SAME_MINUTE = Launch(arrive_within_s=60.0, think_median_ms=3500.0, think_sigma=0.5)
+LAUNCHES = {"at-once": AT_ONCE, "same-minute": SAME_MINUTE}
 
 
 @dataclass
@@ -71,12 +112,19 @@ class ServerSample:
 
 
 class ServerMonitor:
-    """Samples server processes every ``every_s`` in a background thread (threads, RSS, CPU time)."""
+    """Samples server processes every ``every_s`` in a background thread (threads, RSS, CPU time),
+    and the CPU time of everything else this process runs: the clients (Playwright's driver and
+    the Chromium it started, and this Python process), so a run shows where the machine's time went."""
 
     def __init__(self, pids: Sequence[int], every_s: float = 0.1) -> None:
         self.processes = [psutil.Process(pid) for pid in pids]
         self.samples = [ServerSample() for _ in pids]
         self._cpu0 = [self._cpu(p) for p in self.processes]
+        self._me = psutil.Process()
+        self._client_cpu: dict[int, float] = {}  # pid -> CPU time when last seen (renderers come and go)
+        self._samples_taken = 0
+        self._client_cpu0 = self._client_tally()
+        self.client_cpu_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
 
@@ -85,7 +133,21 @@ class ServerMonitor:
         times = process.cpu_times()
         return times.user + times.system
 
+    def _client_tally(self) -> float:
+        servers = {p.pid for p in self.processes}
+        for process in [self._me, *self._me.children(recursive=True)]:  # the servers start no children
+            if process.pid in servers:
+                continue
+            try:
+                self._client_cpu[process.pid] = self._cpu(process)
+            except psutil.Error:  # gone between listing and reading
+                pass
+        return sum(self._client_cpu.values())
+
     def _sample(self) -> None:
+        self._samples_taken += 1
+        if self._samples_taken % 5 == 0:  # listing every process on the machine: not every 100 ms
+            self._client_tally()
         for process, sample in zip(self.processes, self.samples):
             try:
                 with process.oneshot():
@@ -106,6 +168,7 @@ class ServerMonitor:
         self._stop.set()
         self._thread.join(timeout=5)
         self._sample()
+        self.client_cpu_s = self._client_tally() - self._client_cpu0
         for process, sample, cpu0 in zip(self.processes, self.samples, self._cpu0):
             try:
                 sample.cpu_s = self._cpu(process) - cpu0
@@ -164,11 +227,14 @@ def _position(progress: str) -> int | None:
 
 
 async def run_rater(context, link: str, rater: str, n_trials: int, *, mode: str,  # noqa: ANN001
-                    deadline: float, sides: str = "AB", stop: threading.Event | None = None) -> RaterRun:
+                    deadline: float, sides: str = "AB", stop: threading.Event | None = None,
+                    launch: Launch = AT_ONCE, arrive_after_s: float = 0.0, seed: int = 0) -> RaterRun:
     """One rater from the link to the thank-you page (or until ``deadline``, time.monotonic(), or
-    until ``stop`` is set)."""
+    until ``stop`` is set), opening the link ``arrive_after_s`` after the call."""
     every = IMPATIENT_EVERY_S if mode == "impatient" else PATIENT_EVERY_S
     run = RaterRun(rater)
+    rng = random.Random(seed)
+    await asyncio.sleep(arrive_after_s)
 
     def time_left() -> float:
         if stop is not None and stop.is_set():
@@ -206,7 +272,7 @@ async def run_rater(context, link: str, rater: str, n_trials: int, *, mode: str,
             side = sides[position % len(sides)]
             key = state["buttons"][side]
             last_key = key
-            await asyncio.sleep(ub.THINK_MS / 1000)  # a person looks at the pair first
+            await asyncio.sleep(launch.think_s(rng))  # a person looks at the pair first
             start = time.monotonic()
             await _click(page, key, double=(mode == "impatient"))
             run.clicks += 2 if mode == "impatient" else 1  # a double click is two clicks
@@ -238,6 +304,7 @@ class LoadRun:
     raters: list[RaterRun]
     servers: list[ServerSample]
     wall_s: float
+    client_cpu_s: float = 0.0  # Chromium, Playwright's driver and the Python process driving them
 
     @property
     def completion(self) -> float:
@@ -261,7 +328,7 @@ class LoadRun:
 
 
 async def _load(servers: Sequence[ub.AppServer], study: str, n_trials: int, n_raters: int, mode: str,
-                timeout_s: float, prefix: str, stop: threading.Event | None) -> LoadRun:
+                timeout_s: float, prefix: str, stop: threading.Event | None, launch: Launch) -> LoadRun:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -274,22 +341,23 @@ async def _load(servers: Sequence[ub.AppServer], study: str, n_trials: int, n_ra
                 raters = await asyncio.gather(*(
                     run_rater(context, servers[k % len(servers)].link(study=study, rater=f"{prefix}{k}"),
                               f"{prefix}{k}", n_trials, mode=mode, deadline=deadline,
-                              sides="AB" if k % 2 else "BA", stop=stop)
+                              sides="AB" if k % 2 else "BA", stop=stop, launch=launch,
+                              arrive_after_s=launch.arrival_s(k, n_raters), seed=k)
                     for k, context in enumerate(contexts)))
                 wall = time.monotonic() - start
         finally:
             await browser.close()
-    return LoadRun(list(raters), monitor.samples, wall)
+    return LoadRun(list(raters), monitor.samples, wall, monitor.client_cpu_s)
 
 
 def run_load(servers: Sequence[ub.AppServer], study: str, n_trials: int, n_raters: int, *,
              mode: str = "impatient", timeout_s: float = 90.0, prefix: str = "r",
-             stop: threading.Event | None = None) -> LoadRun:
-    """``n_raters`` raters (ids ``<prefix>0``...), split round-robin over ``servers``, all at once,
-    until all finish, ``timeout_s`` passes or ``stop`` is set."""
+             stop: threading.Event | None = None, launch: Launch = AT_ONCE) -> LoadRun:
+    """``n_raters`` raters (ids ``<prefix>0``...), split round-robin over ``servers``, arriving as
+    ``launch`` says (default: all at once), until all finish, ``timeout_s`` passes or ``stop`` is set."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: use one of {', '.join(MODES)}")
-    return asyncio.run(_load(servers, study, n_trials, n_raters, mode, timeout_s, prefix, stop))
+    return asyncio.run(_load(servers, study, n_trials, n_raters, mode, timeout_s, prefix, stop, launch))
 
 
 def exported_votes(url: str, study: str) -> dict[str, list[tuple[int, str]]]:

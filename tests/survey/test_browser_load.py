@@ -52,6 +52,8 @@ def _finish_and_check(url: str, study: str, servers: list[ub.AppServer], n_trial
     _check_exactly_once(url, study, run.raters)
     for sample in run.servers:
         assert 0 < sample.max_threads <= thread_bound(N_RATERS), sample
+    for server in servers:  # a script run that raised showed a rater an error instead of the page
+        assert server.errors() == [], f"the server logged exceptions:\n{server.log_tail()}"
     return run
 
 

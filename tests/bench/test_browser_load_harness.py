@@ -1,0 +1,60 @@
+"""The browser load harness' own parts that need no browser: launch shapes and the server-error scan.
+
+They decide what bench/survey_browser_load.py reports (issue 9), so a wrong arrival schedule or a
+missed exception in the server's log would silently change the figures."""
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from testing import browser as ub
+from testing import browser_load as bl
+
+
+def test_at_once_is_the_default_and_everyone_arrives_together() -> None:
+    assert bl.AT_ONCE == bl.Launch()
+    assert [bl.AT_ONCE.arrival_s(k, 16) for k in range(16)] == [0.0] * 16
+    assert bl.AT_ONCE.think_s(random.Random(0)) == ub.THINK_MS / 1000
+
+
+def test_same_minute_spreads_arrivals_evenly_over_the_window() -> None:
+    arrivals = [bl.SAME_MINUTE.arrival_s(k, 16) for k in range(16)]
+    assert arrivals[0] == 0.0 and arrivals[-1] == pytest.approx(60 * 15 / 16)
+    gaps = {round(b - a, 9) for a, b in zip(arrivals, arrivals[1:])}
+    assert gaps == {3.75}
+
+
+def test_same_minute_looks_are_log_normal_around_the_simulated_raters_median() -> None:
+    rng = random.Random(1)
+    looks = [bl.SAME_MINUTE.think_s(rng) for _ in range(4000)]
+    assert statistics.median(looks) == pytest.approx(3.5, rel=0.05)
+    assert min(looks) > 0 and max(looks) > 2 * 3.5  # spread, not a constant
+    assert statistics.stdev([math.log(x) for x in looks]) == pytest.approx(0.5, rel=0.05)
+
+
+def test_a_launch_refuses_negative_times() -> None:
+    with pytest.raises(ValueError, match="must be >= 0"):
+        bl.Launch(arrive_within_s=-1)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        bl.Launch(think_sigma=-0.1)
+
+
+def test_server_errors_are_read_from_the_coloured_log(tmp_path: Path) -> None:
+    log = tmp_path / "streamlit.log"
+    log.write_text("  You can now view your Streamlit app in your browser.\n"
+                   "\x1b[1;91mRuntimeError: \x1b[0mdictionary keys changed during iteration\n"
+                   "  a line mentioning Error: in the middle is not an exception line\n"
+                   "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked\n")
+    server = ub.AppServer(process=subprocess.Popen(["true"]), port=1, log_path=log)
+    server.process.wait()
+    locked = "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked"
+    assert server.errors() == ["RuntimeError: dictionary keys changed during iteration", locked]
+    log.write_text("  Stopping...\n")
+    assert server.errors() == []
+    log.unlink()
+    assert server.errors() == []  # no log yet: nothing to report
