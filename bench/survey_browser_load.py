@@ -16,7 +16,8 @@ study) plus one attention check, so threads, RSS and CPU time are its own, and r
   completion   share of raters who reached the thank-you page before --timeout-s
   p50/p95/p99  click to next pair: from the first click on A/B until the page shows the next pair
   votes/s      acknowledged votes per second of wall time
-  threads      the most threads the server process had (sampled every 100 ms)
+  threads      the most threads the server process had (sampled every 100 ms; must stay under
+               testing.browser_load.thread_bound: 60 + 2 per rater)
   RSS          the server's peak resident memory
   CPU/vote     the server's CPU time (user + system) over the run, per acknowledged vote
   errors       exceptions in the server's log (a rater whose script run raised saw an error)
@@ -29,8 +30,10 @@ completion everywhere; CPU/vote at 32 impatient raters <= 2x the 1-rater figure;
 impatient raters <= 4x the 1-rater p95 in the same-minute launch (at once, 16 pages starting
 together take ~40 s of CPU on 2 cores before anyone votes, so the ratio there measures the
 machine's browsers, not the app: it is reported, not targeted). A run also fails if an
-acknowledged vote is missing from the export, or exported twice, or if the server logged an
-exception. Exit status 1 on any failure.
+acknowledged vote is missing from the export, or exported twice, if the server logged an
+exception, or if its threads passed the bound. A click that hit a pair its rater never aimed at (a
+"stray click": a click meant for one pair that landed on the next) is printed with its timing from
+the page's own log; it fails the run only if it became a vote. Exit status 1 on any failure.
 PostgreSQL runs in a throwaway local cluster (``testing.postgres``); where it is not installed it
 is skipped with a note.
 """
@@ -43,12 +46,13 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
 
 from testing.benchmark import MISSING_SYSTEM_DEPENDENCY, add_smoke_flag, database_url, print_header
-from testing.browser_load import LAUNCHES
+from testing.browser_load import LAUNCHES, thread_bound
 
 SIZES = (1, 8, 16, 32)
 MODES = ("impatient", "patient")
@@ -98,8 +102,14 @@ def one_run(url: str, workdir: Path, n_raters: int, mode: str, launch: str, item
         errors = server.errors()
     exported = bl.exported_votes(url, name)
     dispose_engines()
-    mismatched = [r.rater for r in run.raters if sorted(r.acknowledged.items()) != exported.get(r.rater, [])
-                  and r.finished]
+    mismatched = []
+    for r in run.raters:
+        acknowledged, stored = Counter(r.acknowledged.items()), Counter(exported.get(r.rater, []))
+        if r.finished and acknowledged != stored:
+            only_acknowledged = sorted(acknowledged - stored)
+            only_exported = sorted((stored - acknowledged).elements())
+            mismatched.append(f"{r.rater} (position, side) acknowledged only {only_acknowledged}, "
+                              f"exported only {only_exported}")
     sample = run.servers[0]
     votes = max(1, run.votes)
     return {
@@ -112,6 +122,7 @@ def one_run(url: str, workdir: Path, n_raters: int, mode: str, launch: str, item
         "wall_s": run.wall_s, "sigterm_s": sigterm_s, "mismatched": mismatched,
         "stuck": [f"{r.rater}: {r.error[:120]}" for r in run.raters if not r.finished],
         "server_errors": errors,
+        "stray_clicks": [f"{r.rater}: {stray}" for r in run.raters for stray in r.stray_clicks()],
     }
 
 
@@ -159,9 +170,12 @@ def check(results: dict) -> list[str]:
                 if row["mismatched"]:
                     failures.append(f"{where}: export differs from acknowledged votes for "
                                     f"{row['mismatched']}")
-                if row.get("server_errors"):
+                if row["server_errors"]:
                     failures.append(f"{where}: the server logged {len(row['server_errors'])} exception(s), "
                                     f"first: {row['server_errors'][0][:160]}")
+                if row["threads"] > thread_bound(row["raters"]):
+                    failures.append(f"{where}: {row['threads']} server threads, over the documented bound "
+                                    f"{thread_bound(row['raters'])}")
                 if row["sigterm_s"] > 10:
                     failures.append(f"{where}: SIGTERM took {row['sigterm_s']:.1f} s")
                 if mode == "impatient" and row["raters"] == 32:
@@ -225,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
                               f"p95 {row['p95_ms']:.0f} ms, {row['threads']} threads, "
                               f"{row['cpu_ms_per_vote']:.0f} ms CPU/vote (clients "
                               f"{row['client_cpu_ms_per_vote']:.0f}), "
-                              f"{len(row['server_errors'])} server errors, SIGTERM {row['sigterm_s']:.1f} s "
+                              f"{len(row['server_errors'])} server errors, "
+                              f"{len(row['stray_clicks'])} stray clicks, SIGTERM {row['sigterm_s']:.1f} s "
                               f"(load {os.getloadavg()[0]:.1f})", flush=True)
+                        for stray in row["stray_clicks"]:
+                            print(f"    stray click: {stray}", flush=True)
                     results.setdefault(backend, {}).setdefault(launch, {})[mode] = rows
     print(f"\nCPU: {cpu_name()}; load average after: {os.getloadavg()[0]:.1f}\n")
     for backend, launches in results.items():

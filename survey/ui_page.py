@@ -30,12 +30,14 @@ GENERIC_ERROR = ("Something went wrong on our side. Please reload the page in a 
 
 
 # Injected into every run of the rater page (no method names, no file names: pure layout).
+# 0. The click guard's container (below) takes no space.
 # 1. Buttons of the previous run (Streamlit marks them data-stale while the next run is on its way)
 #    take no clicks: an impatient second click would only restart the run that is about to answer.
 # 2. Phones (Streamlit stacks columns below 640 px): the photo sits on top, half width, and maps A
 #    and B stay side by side with their buttons, so a 390 x 844 screen shows both without scrolling.
 PAGE_CSS = """<style>
 [data-stale="true"] button { pointer-events: none; }
+.st-key-vibcam-click-guard { display: none; }
 @media (max-width: 640px) {
   [data-testid="stMainBlockContainer"] { padding-top: 3.5rem; padding-bottom: 1rem; }
   .st-key-pair [data-testid="stHorizontalBlock"] {
@@ -76,9 +78,39 @@ PAGE_CSS = """<style>
 </style>"""
 
 
+# Our own static script (no data in it), run once per browser tab: a click counts only on the button
+# its press began on. Streamlit reuses the previous pair's button elements for the next pair, so a
+# press on one pair's A that is released after the next pair took its place (a firm press on a slow
+# page, a long tap on a phone, a starved browser that delivers the release late) fires a click on the
+# *new* pair's A once that pair's arming has run out. The browser's own rule (a click goes to the
+# element both press and release hit) cannot see it, as it is the same element; the Streamlit key
+# on it changed. The listener runs before Streamlit's handler (capture phase, on the document) and
+# drops such a click. Keyboard clicks (no press: detail 0) pass.
+CLICK_GUARD = """<script>
+(() => {
+  if (window.vibcamClickGuard) return;
+  window.vibcamClickGuard = true;
+  const keyOf = target => {
+    const button = target && target.closest ? target.closest('button') : null;
+    const box = button ? button.closest('[class*="st-key-"]') : null;
+    return box ? Array.from(box.classList).find(c => c.startsWith('st-key-')) : '';
+  };
+  let pressed = '';
+  document.addEventListener('pointerdown', e => { pressed = keyOf(e.target); }, true);
+  document.addEventListener('click', e => {
+    const key = keyOf(e.target);
+    if (e.detail !== 0 && key && key !== pressed) { e.stopImmediatePropagation(); e.preventDefault(); }
+  }, true);
+})();
+</script>"""
+CLICK_GUARD_KEY = "vibcam-click-guard"  # its container, hidden by PAGE_CSS so it takes no space
+
+
 def page_style() -> None:
-    """Adds :data:`PAGE_CSS` to this run of the page."""
+    """Adds :data:`PAGE_CSS` and :data:`CLICK_GUARD` to this run of the page."""
     st.html(PAGE_CSS)
+    with st.container(key=CLICK_GUARD_KEY):
+        st.html(CLICK_GUARD, unsafe_allow_javascript=True)
 
 
 def engine() -> Engine:

@@ -57,6 +57,14 @@ _STATE_JS = """() => {
 }"""
 
 
+def thread_bound(n_sessions: int) -> int:
+    """The most threads a rater-app server may run with ``n_sessions`` browser sessions clicking
+    (docs/survey.md, "One script thread per session"): Streamlit's own ~20, its anyio worker pool
+    (at most 40), and per session at most two script threads (``runner.fastReruns = false``: the
+    run, and briefly a finished runner still exiting when the next click arrives)."""
+    return 60 + 2 * n_sessions
+
+
 @dataclass(frozen=True)
 class Launch:
     """When raters arrive and how long each looks at a pair before voting.
@@ -100,6 +108,56 @@ class RaterRun:
     clicks: int = 0
     reclicks: int = 0  # clicks on a button already clicked, because the page had not moved on yet
     error: str = ""
+    calls: list[tuple[str, float, float]] = field(default_factory=list)  # (key aimed at, start, end), epoch s
+    page_log: dict = field(default_factory=dict)  # the page's _CLICK_LOG_JS record
+
+    def stray_clicks(self) -> list[StrayClick]:
+        """Clicks the page took on a button this rater never aimed at: a click meant for one pair
+        that landed on the next, with how long that pair had been drawn and the harness call that
+        sent the click (the calls' keys are the buttons aimed at)."""
+        aimed = {key for key, _, _ in self.calls}
+        drawn = self.page_log.get("drawn", {})
+        strays = []
+        for click in self.page_log.get("clicks", []):
+            if click["key"] in aimed:
+                continue
+            token = next((t for t in drawn if click["key"].endswith(f"-{t}")), None)
+            age_ms = click["at"] - drawn[token] if token is not None else float("nan")
+            at_s = click["at"] / 1000
+            call = next(((key, start, end) for key, start, end in self.calls if start <= at_s <= end + 0.05),
+                        None)
+            strays.append(StrayClick(
+                key=click["key"], drawn_ms=age_ms, aimed_at=call[0] if call else "",
+                call_ms=(call[2] - call[1]) * 1000 if call else float("nan"),
+                sent_after_ms=(at_s - call[1]) * 1000 if call else float("nan"),
+                pressed_on=click.get("pressed", ""),
+                held_ms=click["at"] - click["pressed_at"] if click.get("pressed_at") else float("nan")))
+        return strays
+
+
+@dataclass(frozen=True)
+class StrayClick:
+    """A click that hit a button its rater did not aim at (see :meth:`RaterRun.stray_clicks`).
+
+    ``drawn_ms``: how long the hit button's pair had been drawn when the click came (NaN: not an
+    armed pair); ``aimed_at``: the button the harness call that sent it aimed at ("" if none);
+    ``call_ms``: how long that call took; ``sent_after_ms``: when, in that call, the click came;
+    ``pressed_on``: the button under the mouse press that began the click, ``held_ms`` before release
+    (a press on one pair released on the next, as a starved page delays the release, is a stray
+    whose press the arming could not see)."""
+
+    key: str
+    drawn_ms: float
+    aimed_at: str
+    call_ms: float
+    sent_after_ms: float
+    pressed_on: str = ""
+    held_ms: float = float("nan")
+
+    def __str__(self) -> str:
+        return (f"{self.key} hit {self.drawn_ms:.0f} ms after its pair was drawn, by a click aimed at "
+                f"{self.aimed_at or '?'} sent {self.sent_after_ms:.0f} ms into a {self.call_ms:.0f} ms call, "
+                f"pressed on {self.pressed_on or 'no button'} {self.held_ms:.0f} ms before")
 
 
 @dataclass
@@ -148,6 +206,9 @@ class ServerMonitor:
         self._samples_taken += 1
         if self._samples_taken % 5 == 0:  # listing every process on the machine: not every 100 ms
             self._client_tally()
+        self._sample_servers()
+
+    def _sample_servers(self) -> None:
         for process, sample in zip(self.processes, self.samples):
             try:
                 with process.oneshot():
@@ -167,7 +228,7 @@ class ServerMonitor:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        self._sample()
+        self._sample_servers()
         self.client_cpu_s = self._client_tally() - self._client_cpu0
         for process, sample, cpu0 in zip(self.processes, self.samples, self._cpu0):
             try:
@@ -198,6 +259,35 @@ _MOVED_JS = """([position]) => {
 }""" % _STATE_JS
 _STARTED_JS = """() => { const s = (%s)(); return s.thanks || s.progress !== ''; }""" % _STATE_JS
 
+# Installed in every page before the app loads: the page's own record of each trusted click on a
+# button (its Streamlit key, when, epoch ms) and of when each pair's buttons were drawn (the start
+# of the arming animation `vibcam-arm-<token>`, survey.ui_logic.arming_css). It is what tells a
+# stray vote apart: a click that hit a pair the rater never aimed at, and how long that pair had
+# been on screen by then.
+_CLICK_LOG_JS = """(() => {
+    const drawn = {}, clicks = [];
+    let down = {key: '', at: 0};
+    window.__vibcamLog = {drawn: drawn, clicks: clicks};
+    const now = e => performance.timeOrigin + e.timeStamp;
+    const keyOf = e => {
+        const button = e.isTrusted && e.target.closest ? e.target.closest('button') : null;
+        const box = button ? button.closest('[class*="st-key-"]') : null;
+        return box ? [Array.from(box.classList).find(c => c.startsWith('st-key-')), box] : ['', null];
+    };
+    document.addEventListener('animationstart', e => {
+        const name = e.animationName;
+        if (name.startsWith('vibcam-arm-') && !(name.slice(11) in drawn)) drawn[name.slice(11)] = now(e);
+    }, true);
+    document.addEventListener('pointerdown', e => { down = {key: keyOf(e)[0], at: now(e)}; }, true);
+    document.addEventListener('click', e => {
+        const [key, box] = keyOf(e);
+        if (!box) return;
+        clicks.push({key: key, at: now(e), stale: box.closest('[data-stale="true"]') !== null,
+                     pressed: down.key, pressed_at: down.at});
+    }, true);
+})()"""
+_CLICK_LOG_READ_JS = "() => window.__vibcamLog || {drawn: {}, clicks: []}"
+
 
 async def _wait(page, script: str, arg, timeout_s: float):  # noqa: ANN001, ANN202
     """The truthy value of ``script`` once it has one, or None after ``timeout_s``."""
@@ -208,10 +298,12 @@ async def _wait(page, script: str, arg, timeout_s: float):  # noqa: ANN001, ANN2
         return None
 
 
-async def _click(page, key: str, *, double: bool) -> None:  # noqa: ANN001
+async def _click(page, key: str, *, double: bool, run: RaterRun) -> None:  # noqa: ANN001
     """Clicks the button with Streamlit key class ``key`` as a person would: at its place on screen,
-    whatever is there now (a button being replaced takes no clicks). Never waits for it."""
+    whatever is there now (a button being replaced takes no clicks). Never waits for it. The call is
+    noted in ``run.calls``."""
     button = page.locator(f".{key} button")
+    start = time.time()
     try:
         if double:
             await button.dblclick(timeout=1000, force=True)
@@ -219,6 +311,7 @@ async def _click(page, key: str, *, double: bool) -> None:  # noqa: ANN001
             await button.click(timeout=1000, force=True)
     except Exception:  # gone already: the page moved on
         pass
+    run.calls.append((key, start, time.time()))
 
 
 def _position(progress: str) -> int | None:
@@ -254,7 +347,7 @@ async def run_rater(context, link: str, rater: str, n_trials: int, *, mode: str,
                 await _wait(page, "() => document.querySelector('[class*=st-key-consent] button') !== null",
                             None, min(every, time_left()))
                 continue
-            await _click(page, key, double=False)
+            await _click(page, key, double=False, run=run)
             run.reclicks += run.clicks > 0
             run.clicks += 1
             await _wait(page, _STARTED_JS, None, min(every, time_left()))
@@ -274,14 +367,14 @@ async def run_rater(context, link: str, rater: str, n_trials: int, *, mode: str,
             last_key = key
             await asyncio.sleep(launch.think_s(rng))  # a person looks at the pair first
             start = time.monotonic()
-            await _click(page, key, double=(mode == "impatient"))
+            await _click(page, key, double=(mode == "impatient"), run=run)
             run.clicks += 2 if mode == "impatient" else 1  # a double click is two clicks
             while time_left():  # until the page moves on; click again whenever it is slow
                 if await _wait(page, _MOVED_JS, [position], min(every, time_left())):
                     run.latencies_ms.append((time.monotonic() - start) * 1000)
                     run.acknowledged[position] = side
                     break
-                await _click(page, key, double=False)
+                await _click(page, key, double=False, run=run)
                 run.clicks += 1
                 run.reclicks += 1
         if not run.finished:
@@ -292,6 +385,10 @@ async def run_rater(context, link: str, rater: str, n_trials: int, *, mode: str,
     except Exception as exc:  # a rater that crashed is a rater that did not finish
         run.error = f"{type(exc).__name__}: {exc}"
     finally:
+        try:
+            run.page_log = await page.evaluate(_CLICK_LOG_READ_JS)
+        except Exception:  # the page crashed: nothing to read
+            pass
         await page.close()
     run.finished = run.finished and len(run.acknowledged) == n_trials
     return run
@@ -335,6 +432,8 @@ async def _load(servers: Sequence[ub.AppServer], study: str, n_trials: int, n_ra
         browser = await playwright.chromium.launch(executable_path=ub.CHROMIUM, args=ub.CHROMIUM_ARGS)
         try:
             contexts = [await browser.new_context(viewport=ub.DESKTOP) for _ in range(n_raters)]
+            for context in contexts:
+                await context.add_init_script(script=_CLICK_LOG_JS)
             with ServerMonitor([s.process.pid for s in servers]) as monitor:
                 start = time.monotonic()
                 deadline = start + timeout_s

@@ -58,3 +58,28 @@ def test_server_errors_are_read_from_the_coloured_log(tmp_path: Path) -> None:
     assert server.errors() == []
     log.unlink()
     assert server.errors() == []  # no log yet: nothing to report
+
+
+def test_a_click_that_hit_a_pair_nobody_aimed_at_is_a_stray_with_its_timing() -> None:
+    """The page's click log (epoch ms) against the harness' calls (epoch s): a click on the next
+    pair's button is reported with how long that pair had been drawn and which call sent it."""
+    run = bl.RaterRun("r1")
+    run.calls = [("st-key-consent", 99.0, 99.1), ("st-key-A-tok1", 100.0, 100.2),
+                 ("st-key-A-tok1", 100.5, 101.5)]
+    run.page_log = {
+        "drawn": {"tok1": 99_500.0, "tok-2": 101_000.0},
+        "clicks": [{"key": "st-key-consent", "at": 99_050.0, "stale": False},
+                   {"key": "st-key-A-tok1", "at": 100_100.0, "stale": False},
+                   {"key": "st-key-A-tok-2", "at": 101_400.0, "stale": False,  # the stray
+                    "pressed": "st-key-A-tok1", "pressed_at": 100_700.0},
+                   {"key": "st-key-B-tok-3", "at": 200_000.0, "stale": False}]}  # never drawn, no call
+    first, second = run.stray_clicks()
+    assert first == bl.StrayClick(key="st-key-A-tok-2", drawn_ms=400.0, aimed_at="st-key-A-tok1",
+                                  call_ms=pytest.approx(1000.0), sent_after_ms=pytest.approx(900.0),
+                                  pressed_on="st-key-A-tok1", held_ms=700.0)
+    assert str(first) == ("st-key-A-tok-2 hit 400 ms after its pair was drawn, by a click aimed at "
+                          "st-key-A-tok1 sent 900 ms into a 1000 ms call, "
+                          "pressed on st-key-A-tok1 700 ms before")
+    assert second.key == "st-key-B-tok-3" and math.isnan(second.drawn_ms) and second.aimed_at == ""
+    assert second.pressed_on == "" and math.isnan(second.held_ms)
+    assert bl.RaterRun("r2").stray_clicks() == []  # a page that logged nothing

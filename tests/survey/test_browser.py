@@ -272,6 +272,43 @@ def test_a_click_as_a_new_pair_appears_is_not_a_vote(tmp_path: Path, sqlite_url:
     assert list(votes["chosen_side"]) == ["left", "right"]
 
 
+def test_a_press_on_one_pair_released_on_the_next_is_not_a_vote(tmp_path: Path, sqlite_url: str, playwright):
+    """Streamlit reuses a pair's button element for the next pair, so a press held while the next pair
+    takes its place is released on the same element under the next pair's key: the browser fires a
+    click there. The page's click guard (``survey.ui_page.CLICK_GUARD``) drops it; a click pressed and
+    released on one pair counts. The reuse is played here by renaming the key between press and
+    release, which is all that changes on the element."""
+    study = make_study(tmp_path, sqlite_url, n_items=2, n_checks=0)
+    n = study.n_trials
+    browser = ub.launch_chromium(playwright)
+    rename = "([from, to]) => document.querySelector('.' + from).classList.replace(from, to)"
+    try:
+        with ub.serve_app(sqlite_url, log_dir=tmp_path) as server:
+            page = browser.new_page(viewport=ub.DESKTOP)
+            page.goto(server.link(study=study.name, rater="firm"))
+            ub.agree(page)
+            ub.wait_for_progress(page, f"1 / {n}")
+            box = page.locator('[data-stale="false"][class*="st-key-A-"]')
+            key = next(c for c in box.get_attribute("class").split() if c.startswith("st-key-A-"))
+            box.locator("button").hover()  # actionable: waits out the arming
+            page.wait_for_timeout(600)
+            page.mouse.down()
+            page.evaluate(rename, [key, key + "next"])  # the next pair took the element
+            page.mouse.up()
+            page.wait_for_timeout(1500)
+            assert ub.progress_text(page) == f"1 / {n}"
+            dispose_engines()
+            assert len(votes_frame(sqlite_url, study.name)) == 0
+            page.evaluate(rename, [key + "next", key])
+            page.mouse.down()
+            page.mouse.up()  # pressed and released on the same pair: a vote
+            ub.wait_for_progress(page, f"2 / {n}")
+    finally:
+        browser.close()
+    dispose_engines()
+    assert list(votes_frame(sqlite_url, study.name)["chosen_side"]) == ["left"]
+
+
 def test_demo_admin_password_and_lockout_across_tabs(tmp_path: Path, sqlite_url: str, playwright):
     """The demo's printed password works on its localhost server (SURVEY_DEMO=1, bound to 127.0.0.1 as
     scripts/demo.py does); then five wrong guesses, each from a new tab, lock out even the right one."""

@@ -5,7 +5,7 @@ are clicking. On PostgreSQL: two app replicas on one database, raters split betw
 Impatient means: "I agree, start" and A/B are clicked again every 300 ms while the page has not moved
 on, and A/B are double-clicked. Whatever the timing, every rater must finish, every vote the page
 acknowledged must be exported exactly once, and the server's threads must stay under
-:func:`thread_bound` (the code before issue 9 parked one thread per click: hundreds).
+:func:`testing.browser_load.thread_bound` (the code before issue 9 parked one thread per click: hundreds).
 """
 from __future__ import annotations
 
@@ -26,20 +26,14 @@ N_RATERS = 8
 SIGTERM_LIMIT_S = 10.0
 
 
-def thread_bound(n_raters: int) -> int:
-    """The most threads a server may run with ``n_raters`` clicking (documented in docs/survey.md):
-    Streamlit's own ~20, its anyio worker pool (at most 40), and per session at most three script
-    threads (the run on screen, one being stopped, one finishing a write)."""
-    return 60 + 3 * n_raters
-
-
 def _check_exactly_once(url: str, study: str, runs: list[bl.RaterRun]) -> None:
     exported = bl.exported_votes(url, study)
     for run in runs:
         votes = exported.get(run.rater, [])
         assert len({position for position, _ in votes}) == len(votes), f"{run.rater}: a position twice"
+        strays = "\n".join(f"  stray click: {stray}" for stray in run.stray_clicks())
         assert sorted(run.acknowledged.items()) == votes, (
-            f"{run.rater}: acknowledged {sorted(run.acknowledged.items())}, exported {votes}")
+            f"{run.rater}: acknowledged {sorted(run.acknowledged.items())}, exported {votes}\n{strays}")
 
 
 def _finish_and_check(url: str, study: str, servers: list[ub.AppServer], n_trials: int) -> bl.LoadRun:
@@ -51,7 +45,7 @@ def _finish_and_check(url: str, study: str, servers: list[ub.AppServer], n_trial
     assert sum(r.clicks for r in run.raters) >= 2 * run.votes + N_RATERS
     _check_exactly_once(url, study, run.raters)
     for sample in run.servers:
-        assert 0 < sample.max_threads <= thread_bound(N_RATERS), sample
+        assert 0 < sample.max_threads <= bl.thread_bound(N_RATERS), sample
     for server in servers:  # a script run that raised showed a rater an error instead of the page
         assert server.errors() == [], f"the server logged exceptions:\n{server.log_tail()}"
     return run
