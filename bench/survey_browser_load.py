@@ -46,7 +46,6 @@ import os
 import sys
 import tempfile
 import time
-from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -102,14 +101,7 @@ def one_run(url: str, workdir: Path, n_raters: int, mode: str, launch: str, item
         errors = server.errors()
     exported = bl.exported_votes(url, name)
     dispose_engines()
-    mismatched = []
-    for r in run.raters:
-        acknowledged, stored = Counter(r.acknowledged.items()), Counter(exported.get(r.rater, []))
-        if r.finished and acknowledged != stored:
-            only_acknowledged = sorted(acknowledged - stored)
-            only_exported = sorted((stored - acknowledged).elements())
-            mismatched.append(f"{r.rater} (position, side) acknowledged only {only_acknowledged}, "
-                              f"exported only {only_exported}")
+    mismatched = [m for r in run.raters if r.finished and (m := bl.export_mismatch(r, exported))]
     sample = run.servers[0]
     votes = max(1, run.votes)
     return {

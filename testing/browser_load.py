@@ -28,6 +28,7 @@ import signal
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -272,18 +273,17 @@ _CLICK_LOG_JS = """(() => {
     const keyOf = e => {
         const button = e.isTrusted && e.target.closest ? e.target.closest('button') : null;
         const box = button ? button.closest('[class*="st-key-"]') : null;
-        return box ? [Array.from(box.classList).find(c => c.startsWith('st-key-')), box] : ['', null];
+        return box ? Array.from(box.classList).find(c => c.startsWith('st-key-')) : '';
     };
     document.addEventListener('animationstart', e => {
         const name = e.animationName;
         if (name.startsWith('vibcam-arm-') && !(name.slice(11) in drawn)) drawn[name.slice(11)] = now(e);
     }, true);
-    document.addEventListener('pointerdown', e => { down = {key: keyOf(e)[0], at: now(e)}; }, true);
+    document.addEventListener('pointerdown', e => { down = {key: keyOf(e), at: now(e)}; }, true);
     document.addEventListener('click', e => {
-        const [key, box] = keyOf(e);
-        if (!box) return;
-        clicks.push({key: key, at: now(e), stale: box.closest('[data-stale="true"]') !== null,
-                     pressed: down.key, pressed_at: down.at});
+        const key = keyOf(e);
+        if (!key) return;
+        clicks.push({key: key, at: now(e), pressed: down.key, pressed_at: down.at});
     }, true);
 })()"""
 _CLICK_LOG_READ_JS = "() => window.__vibcamLog || {drawn: {}, clicks: []}"
@@ -469,6 +469,17 @@ def exported_votes(url: str, study: str) -> dict[str, list[tuple[int, str]]]:
         out.setdefault(row.rater, []).append(
             (int(row.position), {"left": "A", "right": "B"}.get(row.chosen_side, row.chosen_side)))
     return {rater: sorted(votes) for rater, votes in out.items()}
+
+
+def export_mismatch(run: RaterRun, exported: dict[str, list[tuple[int, str]]]) -> str:
+    """"" when ``run``'s acknowledged votes are exactly its votes in ``exported`` (each once);
+    otherwise what differs, as (position, side) pairs, and the rater's stray clicks (the usual cause)."""
+    acknowledged, stored = Counter(run.acknowledged.items()), Counter(exported.get(run.rater, []))
+    if acknowledged == stored:
+        return ""
+    strays = "".join(f"\n  stray click: {stray}" for stray in run.stray_clicks())
+    return (f"{run.rater} (position, side) acknowledged only {sorted(acknowledged - stored)}, "
+            f"exported only {sorted((stored - acknowledged).elements())}{strays}")
 
 
 def sigterm_seconds(server: ub.AppServer, limit_s: float = 30.0) -> float:

@@ -68,11 +68,11 @@ def test_a_click_that_hit_a_pair_nobody_aimed_at_is_a_stray_with_its_timing() ->
                  ("st-key-A-tok1", 100.5, 101.5)]
     run.page_log = {
         "drawn": {"tok1": 99_500.0, "tok-2": 101_000.0},
-        "clicks": [{"key": "st-key-consent", "at": 99_050.0, "stale": False},
-                   {"key": "st-key-A-tok1", "at": 100_100.0, "stale": False},
-                   {"key": "st-key-A-tok-2", "at": 101_400.0, "stale": False,  # the stray
+        "clicks": [{"key": "st-key-consent", "at": 99_050.0},
+                   {"key": "st-key-A-tok1", "at": 100_100.0},
+                   {"key": "st-key-A-tok-2", "at": 101_400.0,  # the stray
                     "pressed": "st-key-A-tok1", "pressed_at": 100_700.0},
-                   {"key": "st-key-B-tok-3", "at": 200_000.0, "stale": False}]}  # never drawn, no call
+                   {"key": "st-key-B-tok-3", "at": 200_000.0}]}  # never drawn, no call
     first, second = run.stray_clicks()
     assert first == bl.StrayClick(key="st-key-A-tok-2", drawn_ms=400.0, aimed_at="st-key-A-tok1",
                                   call_ms=pytest.approx(1000.0), sent_after_ms=pytest.approx(900.0),
@@ -83,3 +83,14 @@ def test_a_click_that_hit_a_pair_nobody_aimed_at_is_a_stray_with_its_timing() ->
     assert second.key == "st-key-B-tok-3" and math.isnan(second.drawn_ms) and second.aimed_at == ""
     assert second.pressed_on == "" and math.isnan(second.held_ms)
     assert bl.RaterRun("r2").stray_clicks() == []  # a page that logged nothing
+
+
+def test_export_mismatch_names_what_differs_and_counts_a_vote_exported_twice() -> None:
+    run = bl.RaterRun("r1", acknowledged={1: "A", 2: "B"})
+    assert bl.export_mismatch(run, {"r1": [(1, "A"), (2, "B")]}) == ""
+    assert bl.export_mismatch(run, {"r1": [(1, "A"), (2, "B"), (2, "B")]}) == (
+        "r1 (position, side) acknowledged only [], exported only [(2, 'B')]")
+    assert bl.export_mismatch(run, {"r1": [(1, "A"), (2, "A")]}) == (
+        "r1 (position, side) acknowledged only [(2, 'B')], exported only [(2, 'A')]")
+    assert bl.export_mismatch(run, {}) == (
+        "r1 (position, side) acknowledged only [(1, 'A'), (2, 'B')], exported only []")

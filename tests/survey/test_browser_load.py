@@ -31,9 +31,7 @@ def _check_exactly_once(url: str, study: str, runs: list[bl.RaterRun]) -> None:
     for run in runs:
         votes = exported.get(run.rater, [])
         assert len({position for position, _ in votes}) == len(votes), f"{run.rater}: a position twice"
-        strays = "\n".join(f"  stray click: {stray}" for stray in run.stray_clicks())
-        assert sorted(run.acknowledged.items()) == votes, (
-            f"{run.rater}: acknowledged {sorted(run.acknowledged.items())}, exported {votes}\n{strays}")
+        assert bl.export_mismatch(run, exported) == ""
 
 
 def _finish_and_check(url: str, study: str, servers: list[ub.AppServer], n_trials: int) -> bl.LoadRun:
